@@ -1,0 +1,1 @@
+"""Kafka-native webhook dispatcher."""
