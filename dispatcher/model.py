@@ -1,0 +1,114 @@
+"""Frozen values shared by every layer: settings, endpoints, events, deliveries, results.
+
+Nothing here does I/O. `config.py` builds `Settings` from a TOML file; the pipeline
+passes the other values between the pure logic and the adapters.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Ordering(enum.Enum):
+    """How an endpoint's deliveries may overlap (DESIGN.md, guarantee 3)."""
+
+    NONE = "none"  # up to max_in_flight at once
+    KEY = "key"  # one at a time per producer key, keys in parallel
+    ENDPOINT = "endpoint"  # one at a time for the whole endpoint (FIFO)
+
+
+class EnvelopeFormat(enum.Enum):
+    JSON = "json"
+    AVRO = "avro"  # schemaless binary, one schema file
+    AVRO_CONFLUENT = "avro-confluent"  # magic byte 0 + 4-byte schema id
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    id: str
+    url: str
+    # Raw HMAC keys (the base64-decoded `whsec_...` secrets); every key signs while rotating.
+    secrets: tuple[bytes, ...]
+    event_types: tuple[str, ...]
+    max_in_flight: int = 8
+    rate_limit_per_s: float | None = None  # None: no rate limit
+    ordering: Ordering = Ordering.NONE
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    bootstrap_servers: str
+    source_topics: tuple[str, ...]
+    group_id: str = "webhook-dispatcher"
+    topic_prefix: str = "webhooks"
+    source_format: EnvelopeFormat = EnvelopeFormat.JSON
+    # Schema file for `avro`; schema id -> file for `avro-confluent` (paths as given).
+    avro_schema: str | None = None
+    avro_schemas_by_id: tuple[tuple[int, str], ...] = ()
+    deliveries_partitions: int = 12
+    replication_factor: int = 1
+    # Extra librdkafka settings passed through untouched (e.g. security.protocol).
+    client_config: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def deliveries_topic(self) -> str:
+        return f"{self.topic_prefix}.deliveries"
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.topic_prefix}.dlq"
+
+    @property
+    def outcomes_topic(self) -> str:
+        return f"{self.topic_prefix}.outcomes"
+
+    def retry_topic(self, tier: int) -> str:
+        """Tier n = 1..len(retry_delays_s)."""
+        return f"{self.topic_prefix}.retry.{tier}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    timeout_s: float = 10.0
+    connect_timeout_s: float = 5.0
+    retry_delays_s: tuple[float, ...] = (5, 30, 120, 600, 3600)
+    max_attempts: int = 6  # first try + retries
+    max_response_bytes: int = 4096  # read at most this prefix of a response body
+    max_body_bytes: int = 1_048_576  # a larger event is dead-lettered as permanent
+    max_buffered: int = 10_000  # deliveries held per worker before partitions pause
+    shutdown_grace_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    port: int | None = None  # None: no Prometheus HTTP server
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kafka: KafkaSettings
+    delivery: DeliverySettings
+    endpoints: tuple[Endpoint, ...]
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    source_file: str = "<memory>"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A decoded source event. `body` is the JSON sent as the webhook body."""
+
+    id: str
+    type: str
+    timestamp: str  # ISO-8601, as the producer wrote it
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResult:
+    """What one POST came to, as seen at the HTTP boundary (no aiohttp types)."""
+
+    status: int | None  # None when no response arrived
+    error: str | None  # "timeout", "connect: ...", ... when no response arrived
+    retry_after_s: float | None  # parsed Retry-After, if any
+    latency_s: float
