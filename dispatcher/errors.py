@@ -1,0 +1,48 @@
+"""The dispatcher's own errors. Library exceptions are translated into these at each adapter.
+
+    DispatcherError                 base of everything raised on purpose
+    +-- ConfigError                 bad config: stops start-up, names file, field and problem
+    +-- DecodeError                 an event that cannot be decoded: it goes to the DLQ
+    +-- KafkaUnavailableError       the broker cannot be reached or refuses us
+    +-- DeliveryError               a delivery could not be carried out (not an HTTP outcome)
+
+HTTP outcomes (timeouts, 5xx, ...) are values (`model.HttpResult`), not exceptions: they
+are expected and classified, never raised.
+"""
+
+from __future__ import annotations
+
+
+class DispatcherError(Exception):
+    """Base of every error the dispatcher raises on purpose."""
+
+    retriable: bool = False
+
+
+class ConfigError(DispatcherError):
+    """A config file that cannot be used. One error, one line: `file: field: problem`."""
+
+    def __init__(self, path: str, field: str, problem: str) -> None:
+        self.path = path
+        self.field = field  # dotted, with list indexes: "endpoints[2].url"; "" for the file
+        self.problem = problem
+        where = f"{path}: {field}" if field else path
+        super().__init__(f"{where}: {problem}")
+
+
+class DecodeError(DispatcherError):
+    """A source event that cannot be decoded; `reason` is short and human ("missing field 'id'")."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class KafkaUnavailableError(DispatcherError):
+    """The brokers cannot be reached, or refuse the request, within the allowed time."""
+
+    retriable = True
+
+
+class DeliveryError(DispatcherError):
+    """A delivery could not be attempted or recorded (e.g. its retry record was not acked)."""
