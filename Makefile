@@ -1,0 +1,74 @@
+# Every target installs what it needs on a fresh machine: Debian packages (Java, Maven) when
+# missing, the venv in .venv, and the Kafka jars (cached outside git by dispatcher.local_kafka).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+BENCH ?= quick
+CONFIG ?= examples/dispatcher.toml
+
+.PHONY: help setup system-deps kafka-jars kafka-up kafka-down run test test-unit lint bench bench-deps clean
+
+help:
+	@echo "make setup       venv in .venv with the project and its dev tools"
+	@echo "make run         the demo: local broker, receiver, sample events, dispatcher (Ctrl-C stops)"
+	@echo "make test        the whole suite against a real local Kafka broker"
+	@echo "make lint        ruff and mypy"
+	@echo "make bench       load tests with baselines (BENCH=quick|full)"
+	@echo "make kafka-up / kafka-down   a local broker for your own use"
+
+system-deps:
+	@need=""; \
+	command -v java >/dev/null || need="$$need openjdk-17-jre-headless"; \
+	command -v mvn >/dev/null || need="$$need maven"; \
+	if [ -n "$$need" ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing$$need with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
+	  else \
+	    echo "missing:$$need. Install Java 17+ and Maven, or set KAFKA_BOOTSTRAP_SERVERS." >&2; exit 1; \
+	  fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11+ or run make PYTHON=python3.12" >&2; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+kafka-jars: setup system-deps
+	@$(PY) -c "from dispatcher.local_kafka import resolve_jars; resolve_jars()"
+
+kafka-up: kafka-jars
+	@$(PY) -m dispatcher.local_kafka up
+
+kafka-down:
+	@if [ -x $(PY) ]; then $(PY) -m dispatcher.local_kafka down; fi
+
+test: kafka-jars
+	$(PY) -m pytest -q
+
+test-unit: setup
+	$(PY) -m pytest -q tests/unit
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+run: kafka-jars
+	@if [ ! -f dispatcher/demo.py ]; then echo "make run: the demo is not built yet (core pipeline issue)" >&2; exit 1; fi
+	$(PY) -m dispatcher.demo --config $(CONFIG)
+
+bench-deps:
+	@bash benchmarks/install_deps.sh
+
+bench: kafka-jars bench-deps
+	$(PY) -m benchmarks.run --profile $(BENCH)
+
+clean: kafka-down
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
