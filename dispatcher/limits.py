@@ -32,6 +32,11 @@ def unlimited() -> Unlimited:
     return _UNLIMITED
 
 
+# Float sums of elapsed * rate land a hair under 1.0; a caller that waited exactly the time it
+# was told must get its token, not a 1e-14 s wait and another timer.
+_TOKEN_EPSILON = 1e-9
+
+
 class TokenBucket:
     """`rate_per_s` tokens a second, at most `burst` saved up; starts full."""
 
@@ -58,8 +63,8 @@ class TokenBucket:
 
     def try_take(self) -> float:
         self._refill()
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        if self._tokens >= 1.0 - _TOKEN_EPSILON:
+            self._tokens = max(0.0, self._tokens - 1.0)
             return 0.0
         return (1.0 - self._tokens) / self._rate
 

@@ -61,6 +61,11 @@ class SubscriptionRouter:
     def endpoints(self) -> tuple[Endpoint, ...]:
         return self._endpoints
 
+    @property
+    def cached_types(self) -> int:
+        """Event types whose result is cached now (never more than the cache size)."""
+        return len(self._cache)
+
     def match(self, event_type: str) -> tuple[Endpoint, ...]:
         """The endpoints subscribed to `event_type`, in config order; () when none."""
         found = self._cache.get(event_type)
