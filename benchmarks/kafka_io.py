@@ -1,0 +1,149 @@
+"""Kafka for the benchmarks: where the broker is, fresh topics, fast and paced producers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from benchmarks.events import Event
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BOOTSTRAP_FILE = REPO_ROOT / ".kafka" / "bootstrap"
+ADMIN_TIMEOUT_S = 30.0
+
+
+class BrokerMissing(RuntimeError):
+    """No broker address: neither KAFKA_BOOTSTRAP_SERVERS nor `make kafka-up`."""
+
+
+def bootstrap_servers() -> str:
+    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if given:
+        return given
+    if BOOTSTRAP_FILE.exists():
+        return BOOTSTRAP_FILE.read_text().strip()
+    raise BrokerMissing("no Kafka broker: run `make kafka-up` or set KAFKA_BOOTSTRAP_SERVERS")
+
+
+def admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    client = admin(bootstrap)  # kept alive until the future resolves
+    futures = client.create_topics([NewTopic(name, num_partitions=partitions)])
+    futures[name].result(timeout=ADMIN_TIMEOUT_S)
+
+
+def delete_topics_with_prefix(bootstrap: str, prefixes: Iterable[str]) -> None:
+    """Best effort: a benchmark's topics are of no use after it."""
+    client = admin(bootstrap)
+    names = [
+        t
+        for t in client.list_topics(timeout=ADMIN_TIMEOUT_S).topics
+        if any(t == p or t.startswith(p + ".") for p in prefixes)
+    ]
+    if names:
+        for future in client.delete_topics(names).values():
+            with contextlib.suppress(KafkaException):
+                future.result(timeout=ADMIN_TIMEOUT_S)
+
+
+def fast_producer(bootstrap: str) -> Producer:
+    return Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 1_000_000,
+            "queue.buffering.max.kbytes": 1_048_576,
+        }
+    )
+
+
+def paced_producer(bootstrap: str) -> Producer:
+    """Sends at once: the event timestamp is taken just before produce()."""
+    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all"})
+
+
+def produce_all(bootstrap: str, topic: str, events: Iterable[Event]) -> int:
+    """Produce every event and wait until the broker has them all. Returns the count."""
+    producer = fast_producer(bootstrap)
+    failures: list[str] = []
+
+    def report(err: object, _msg: object) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    sent = 0
+    for event in events:
+        _produce(producer, topic, event, report)
+        sent += 1
+        if sent % 10_000 == 0:
+            producer.poll(0)
+    remaining = producer.flush(ADMIN_TIMEOUT_S * 4)
+    if remaining or failures:
+        raise RuntimeError(f"producing to {topic}: {remaining} unsent, errors {failures[:3]}")
+    return sent
+
+
+def _produce(
+    producer: Producer,
+    topic: str,
+    event: Event,
+    report: Callable[[object, object], None] | None = None,
+) -> None:
+    """Produce one event, serving delivery reports while the local queue is full."""
+    while True:
+        try:
+            producer.produce(topic, event.body, key=event.key, on_delivery=report)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
+def paced_produce(
+    bootstrap: str, topic: str, make: Callable[[int, float], Event], count: int, per_s: float
+) -> dict[str, float]:
+    """Produce `count` events at `per_s`, each stamped when sent. Returns id -> timestamp."""
+    producer = paced_producer(bootstrap)
+    sent_at: dict[str, float] = {}
+    start = time.monotonic()
+    for n in range(count):
+        due = start + n / per_s
+        pause = due - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        now = time.time()
+        event = make(n, now)
+        _produce(producer, topic, event)
+        sent_at[event.id] = now
+        producer.poll(0)
+    producer.flush(ADMIN_TIMEOUT_S)
+    return sent_at
+
+
+def topic_records(bootstrap: str, topic: str) -> int:
+    """Records in a topic (sum of high watermarks minus low); 0 when it does not exist."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watermarks"})
+    try:
+        meta = consumer.list_topics(topic, timeout=ADMIN_TIMEOUT_S).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return 0
+        total = 0
+        for partition in meta.partitions:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=ADMIN_TIMEOUT_S
+            )
+            total += high - low
+        return total
+    finally:
+        consumer.close()

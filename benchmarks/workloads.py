@@ -1,0 +1,121 @@
+"""The workloads, one declaration each (BENCHMARKS.md, "Workloads").
+
+Subscriptions are laid out so the expected deliveries follow from the numbers alone:
+with `subscribers_per_type` = k, endpoint i subscribes to type `bench.t<i // k>` and
+event number n has type `bench.t<n mod (endpoints // k)>` and key `k<n mod keys>`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class SinkKind(enum.Enum):
+    NGINX = "nginx"  # answers 204 at once; far cheaper per request than the dispatcher
+    RECEIVER = "receiver"  # dispatcher.receiver: programmable latency and status codes
+
+
+@dataclass(frozen=True, slots=True)
+class SinkSpec:
+    kind: SinkKind = SinkKind.NGINX
+    latency_ms: int = 0
+    status: int = 204
+    fail_ratio: float = 0.0
+    hang_ratio: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    events: int
+    endpoints: int
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    name: str
+    shows: str
+    full: Size
+    quick: Size
+    subscribers_per_type: int = 1
+    ordering: str = "none"  # "none" | "key" | "endpoint"
+    max_in_flight: int = 8
+    rate_limit_per_s: float | None = None
+    keys: int = 1000  # distinct producer keys
+    sink: SinkSpec = field(default_factory=SinkSpec)
+    workers: int = 1
+    source_partitions: int = 12
+    theoretical_rate: float | None = None  # deliveries/s the shape allows, when it caps
+    dead_letters_expected: bool = False  # failure workloads: DLQ records are not a failure
+
+    def size(self, profile: str) -> Size:
+        return self.full if profile == "full" else self.quick
+
+    def types(self, size: Size) -> int:
+        return max(size.endpoints // self.subscribers_per_type, 1)
+
+    def endpoint_type(self, endpoint_index: int) -> str:
+        return f"bench.t{endpoint_index // self.subscribers_per_type}"
+
+    def event_type(self, seq: int, size: Size) -> str:
+        return f"bench.t{seq % self.types(size)}"
+
+    def event_key(self, seq: int) -> str:
+        return f"k{seq % self.keys}"
+
+    def expected_deliveries(self, size: Size) -> int:
+        return size.events * self.subscribers_per_type
+
+
+def endpoint_id(index: int) -> str:
+    return f"ep-{index:05d}"
+
+
+WORKLOADS: tuple[Workload, ...] = (
+    Workload(
+        name="fast-sink",
+        shows="raw pipeline cost per delivery",
+        full=Size(events=200_000, endpoints=1_000),
+        quick=Size(events=30_000, endpoints=1_000),
+    ),
+    Workload(
+        name="fan-out",
+        shows="stage 1 fan-out and re-keying",
+        full=Size(events=50_000, endpoints=1_000),
+        quick=Size(events=8_000, endpoints=1_000),
+        subscribers_per_type=4,
+    ),
+    Workload(
+        name="slow-endpoints",
+        shows="concurrency management (limit 100 x 5 / 0.1 s = 5k/s)",
+        full=Size(events=50_000, endpoints=100),
+        quick=Size(events=10_000, endpoints=100),
+        max_in_flight=5,
+        sink=SinkSpec(kind=SinkKind.RECEIVER, latency_ms=100, status=200),
+        theoretical_rate=5_000.0,
+    ),
+    Workload(
+        name="ordered-key",
+        shows="lane ordering cost, one request at a time per producer key",
+        full=Size(events=50_000, endpoints=200),
+        quick=Size(events=10_000, endpoints=200),
+        ordering="key",
+    ),
+    Workload(
+        name="ordered-endpoint",
+        shows="lane ordering cost, one request at a time per endpoint",
+        full=Size(events=50_000, endpoints=200),
+        quick=Size(events=10_000, endpoints=200),
+        ordering="endpoint",
+    ),
+)
+
+
+def by_name(names: list[str] | None) -> tuple[Workload, ...]:
+    if not names:
+        return WORKLOADS
+    known = {w.name: w for w in WORKLOADS}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown workload(s) {unknown}; known: {sorted(known)}")
+    return tuple(known[n] for n in names)

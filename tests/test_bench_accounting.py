@@ -1,0 +1,172 @@
+"""Pure parts of the benchmark suite: counting, percentiles, ordering, parsing."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from benchmarks import accounting as acc
+from benchmarks.accounting import Receipt
+from benchmarks.events import TARGET_BODY_BYTES, make_event, seq_of
+from benchmarks.headroom import lua_script, parse_wrk
+from benchmarks.sinks.access_log import parse_line
+from benchmarks.workloads import WORKLOADS, by_name, endpoint_id
+
+
+def r(endpoint: str, event: str, at: float = 0.0) -> Receipt:
+    return Receipt(endpoint, event, at)
+
+
+def test_expected_pairs_fan_out_to_every_subscriber() -> None:
+    subs = {"a": ["e1", "e2"], "b": ["e3"]}
+    pairs = acc.expected_pairs([("x-1", "a"), ("x-2", "b"), ("x-3", "c")], subs)
+    assert pairs == {("e1", "x-1"), ("e2", "x-1"), ("e3", "x-2")}
+
+
+def test_count_all_delivered_once() -> None:
+    expected = {("e1", "x-1"), ("e2", "x-1")}
+    counts = acc.count(expected, [r("e1", "x-1"), r("e2", "x-1")])
+    assert counts == acc.Counts(2, 2, 2, 0, 0, 0)
+    assert counts.ok
+
+
+def test_count_duplicates_and_losses() -> None:
+    expected = {("e1", "x-1"), ("e1", "x-2"), ("e1", "x-3")}
+    counts = acc.count(expected, [r("e1", "x-1"), r("e1", "x-1"), r("e1", "x-2")])
+    assert counts.received == 3
+    assert counts.distinct == 2
+    assert counts.duplicates == 1
+    assert counts.lost == 1
+    assert not counts.ok
+
+
+def test_count_misrouted_delivery_fails_the_run() -> None:
+    counts = acc.count({("e1", "x-1")}, [r("e1", "x-1"), r("e2", "x-1")])
+    assert counts.unexpected == 1
+    assert counts.lost == 0
+    assert not counts.ok
+
+
+@given(
+    st.sets(st.tuples(st.sampled_from("abc"), st.integers(0, 20)), max_size=30),
+    st.lists(st.tuples(st.sampled_from("abcd"), st.integers(0, 25)), max_size=60),
+)
+def test_count_invariants(
+    expected_raw: set[tuple[str, int]], received_raw: list[tuple[str, int]]
+) -> None:
+    expected = {(e, str(n)) for e, n in expected_raw}
+    counts = acc.count(expected, [r(e, str(n)) for e, n in received_raw])
+    assert counts.distinct + counts.lost == counts.expected
+    assert counts.received == counts.distinct + counts.unexpected + counts.duplicates
+    assert counts.duplicates >= 0
+    assert counts.lost >= 0
+
+
+def test_first_receipts_keep_the_earliest() -> None:
+    first = acc.first_receipts([r("e", "x-1", 5.0), r("e", "x-1", 3.0), r("e", "x-2", 4.0)])
+    assert first == {("e", "x-1"): 3.0, ("e", "x-2"): 4.0}
+
+
+def test_latencies_per_pair_from_event_timestamp() -> None:
+    first = {("e1", "x-1"): 10.5, ("e2", "x-1"): 10.25, ("e1", "w-9"): 11.0}
+    assert sorted(acc.latencies(first, {"x-1": 10.0})) == [0.25, 0.5]
+
+
+def test_percentile_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert acc.percentile(values, 50) == 50.0
+    assert acc.percentile(values, 99) == 99.0
+    assert acc.percentile(values, 100) == 100.0
+    assert acc.percentile([7.0], 1) == 7.0
+
+
+def test_percentile_rejects_nothing_and_bad_q() -> None:
+    with pytest.raises(ValueError, match="no values"):
+        acc.percentile([], 50)
+    with pytest.raises(ValueError, match="outside"):
+        acc.percentile([1.0], 0)
+
+
+def test_percentiles_summary() -> None:
+    summary = acc.percentiles([3.0, 1.0, 2.0, 10.0])
+    assert summary == acc.Percentiles(count=4, p50=2.0, p90=10.0, p99=10.0, max=10.0)
+    assert acc.percentiles([]) is None
+
+
+@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=50))
+def test_percentiles_are_ordered(values: list[float]) -> None:
+    summary = acc.percentiles(values)
+    assert summary is not None
+    assert min(values) <= summary.p50 <= summary.p90 <= summary.p99 <= summary.max
+
+
+def test_order_violations_per_lane_ignoring_repeats() -> None:
+    receipts = [
+        r("e1", "x-000000001"),
+        r("e2", "x-000000003"),
+        r("e1", "x-000000002"),
+        r("e1", "x-000000001"),  # a redelivery, not a reordering
+        r("e2", "x-000000002"),  # after 3 on the same lane
+    ]
+    violations = acc.order_violations(receipts, lambda rc: rc.endpoint, seq_of)
+    assert violations == 1
+
+
+def test_rate_and_ratio() -> None:
+    assert acc.rate(100, 4.0) == 25.0
+    assert acc.rate(100, 0.0) == 0.0
+    assert acc.ratio(50.0, 100.0) == 0.5
+    assert acc.ratio(50.0, None) is None
+    assert acc.ratio(50.0, 0.0) is None
+
+
+def test_event_body_size_and_ids() -> None:
+    event = make_event("run1-fast-sink", 42, "bench.t3", "k7", 1_700_000_000.0)
+    assert abs(len(event.body) - TARGET_BODY_BYTES) <= 2
+    assert event.id == "run1-fast-sink-000000042"
+    assert seq_of(event.id) == 42
+    assert b'"timestamp":"2023-11-14T22:13:20.000000Z"' in event.body
+    assert event.key == b"k7"
+
+
+def test_nginx_log_line_parsing() -> None:
+    assert parse_line("1700000000.123 /hooks/ep-00001 run-x-000000001") == Receipt(
+        "ep-00001", "run-x-000000001", 1700000000.123
+    )
+    assert parse_line("1700000000.123 /other run-x-1") is None
+    assert parse_line("garbage") is None
+
+
+def test_wrk_output_parsing_and_script() -> None:
+    output = (
+        "  1234567 requests in 10.00s, 98.00MB read\n"
+        "  Non-2xx or 3xx responses: 3\n"
+        "Requests/sec: 123456.78\n"
+    )
+    result = parse_wrk(output, 10.0, 600)
+    assert result.requests_per_s == 123456.78
+    assert result.requests == 1234567
+    assert result.non_2xx == 3
+    assert 'wrk.method = "POST"' in lua_script(b'{"a":1}')
+    with pytest.raises(ValueError, match="Lua"):
+        lua_script(b"]==]")
+
+
+@pytest.mark.parametrize("workload", WORKLOADS, ids=lambda w: w.name)
+def test_workload_layout_matches_expected_count(workload: object) -> None:
+    from benchmarks.workloads import Workload
+
+    assert isinstance(workload, Workload)
+    size = workload.quick
+    subs: dict[str, list[str]] = {}
+    for i in range(size.endpoints):
+        subs.setdefault(workload.endpoint_type(i), []).append(endpoint_id(i))
+    events = [(str(n), workload.event_type(n, size)) for n in range(size.events)]
+    assert len(acc.expected_pairs(events, subs)) == workload.expected_deliveries(size)
+
+
+def test_unknown_workload_is_named() -> None:
+    with pytest.raises(ValueError, match="nope"):
+        by_name(["nope"])
+    assert [w.name for w in by_name(["fan-out"])] == ["fan-out"]
