@@ -1,0 +1,214 @@
+"""The pooled HTTP client that POSTs webhooks: aiohttp in, `HttpResult` values out.
+
+This is the only module that sees aiohttp's client exceptions. Every way a request can
+fail becomes a short, bounded `HttpResult.error` string:
+
+    "timeout"              no answer within `timeout_s` (total, including the body prefix)
+    "connect: <reason>"    the TCP/TLS connection could not be made ("connect: timeout", ...)
+    "invalid-url"          the URL cannot be requested (see `outcomes.ERROR_INVALID_URL`)
+    "disconnected"         the connection broke before a complete answer arrived
+    "error: <Exception>"   anything else aiohttp raised, by class name
+
+A response whose status arrived but whose body prefix then failed keeps its status and
+also carries the error: the receiver's answer is known, the exchange was not clean.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import errno
+import math
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Final, Self
+
+import aiohttp
+
+from dispatcher.model import HttpResult
+from dispatcher.outcomes import ERROR_INVALID_URL
+
+__all__ = ["WebhookSender", "parse_retry_after"]
+
+ERROR_TIMEOUT: Final = "timeout"
+ERROR_DISCONNECTED: Final = "disconnected"
+_MAX_REASON_CHARS: Final = 80
+# Idle keep-alive connections are closed after this; receivers often use 60-75 s themselves.
+_KEEPALIVE_S: Final = 30.0
+# Aborting leaked TLS transports is needed only before the CPython fix
+# (python/cpython#118960, in 3.12.8 and 3.13.1); aiohttp warns when asked for it after.
+_NEEDS_CLEANUP_CLOSED: Final = sys.version_info < (3, 12, 8) or (
+    (3, 13, 0) <= sys.version_info < (3, 13, 1)
+)
+
+
+class WebhookSender:
+    """POSTs webhook bodies over one pooled `ClientSession`. Start once, send many times.
+
+    `pool_size` caps open connections over all endpoints together; size it for the sum of
+    the lanes' in-flight limits, or lanes will queue for a connection.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_connect_timeout_s",
+        "_max_response_bytes",
+        "_pool_size",
+        "_session",
+        "_timeout_s",
+    )
+
+    def __init__(
+        self,
+        *,
+        pool_size: int,
+        timeout_s: float,
+        connect_timeout_s: float,
+        max_response_bytes: int = 4096,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be at least 1, got {pool_size}")
+        if max_response_bytes < 0:
+            raise ValueError(f"max_response_bytes must be >= 0, got {max_response_bytes}")
+        self._pool_size = pool_size
+        self._timeout_s = timeout_s
+        self._connect_timeout_s = connect_timeout_s
+        self._max_response_bytes = max_response_bytes
+        self._clock = clock
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        """Open the session; call from the event loop that will send."""
+        if self._session is not None:
+            raise RuntimeError("WebhookSender already started")
+        self._session = aiohttp.ClientSession(
+            connector=self._new_connector(),
+            # sock_connect, not connect: aiohttp's `connect` also counts the wait for a
+            # free pooled connection, which is our queueing, not the endpoint's fault.
+            timeout=aiohttp.ClientTimeout(
+                total=self._timeout_s, sock_connect=self._connect_timeout_s
+            ),
+            cookie_jar=aiohttp.DummyCookieJar(),  # webhooks carry no cookies
+            auto_decompress=False,  # the body is only drained, never interpreted
+            skip_auto_headers=("User-Agent",),
+        )
+
+    def _new_connector(self) -> aiohttp.TCPConnector:
+        return aiohttp.TCPConnector(
+            limit=self._pool_size,
+            limit_per_host=0,  # per-endpoint limits are the lanes' job
+            ttl_dns_cache=300,
+            keepalive_timeout=_KEEPALIVE_S,
+            enable_cleanup_closed=_NEEDS_CLEANUP_CLOSED,
+        )
+
+    async def close(self) -> None:
+        """Close pooled connections. Safe to call twice, or without `start`."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> HttpResult:
+        """POST `body` to `url`; never raises for anything the network or receiver does."""
+        session = self._session
+        if session is None:
+            raise RuntimeError("WebhookSender.send() before start()")
+        started = self._clock()
+        try:
+            response = await session.post(url, data=body, headers=headers, allow_redirects=False)
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            return HttpResult(None, describe_error(exc), None, self._clock() - started)
+        return await self._finish(response, started)
+
+    async def _finish(self, response: aiohttp.ClientResponse, started: float) -> HttpResult:
+        """Read at most the capped body prefix, release the connection, build the result."""
+        status = response.status
+        # Retry-After only means something on 3xx, 429 and 503; skip the lookup on 2xx.
+        retry_after = _retry_after_of(response) if status >= 300 else None
+        error = None
+        try:
+            await self._drain_prefix(response.content)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            error = describe_error(exc)
+            response.close()
+        finally:
+            # Returns the connection to the pool when the whole body was read; closes it
+            # when a longer body is left unread (it cannot be reused mid-body).
+            response.release()
+        return HttpResult(status, error, retry_after, self._clock() - started)
+
+    async def _drain_prefix(self, content: aiohttp.StreamReader) -> None:
+        remaining = self._max_response_bytes
+        while remaining > 0 and not content.at_eof():
+            chunk = await content.read(remaining)
+            if not chunk:
+                return
+            remaining -= len(chunk)
+
+
+def _retry_after_of(response: aiohttp.ClientResponse) -> float | None:
+    value = response.headers.get("Retry-After")
+    return None if value is None else parse_retry_after(value, now=time.time())
+
+
+def parse_retry_after(value: str, *, now: float) -> float | None:
+    """Seconds to wait from a `Retry-After` value (delta-seconds or HTTP-date); None if garbage.
+
+    `now` is the wall-clock unix time the date is measured from. A date in the past means 0.
+    """
+    text = value.strip()
+    if text.isdigit():  # delta-seconds: digits only, no sign, no fraction (RFC 9110 10.2.3)
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000" dates parse naive; HTTP-dates are always GMT
+        return None
+    seconds = when.timestamp() - now
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, bounded description of a request that got no (complete) answer."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "connect: timeout"
+    if isinstance(exc, TimeoutError):
+        return ERROR_TIMEOUT
+    if isinstance(exc, (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError)):
+        return ERROR_INVALID_URL
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "connect: " + _connect_reason(exc)
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, OSError)):
+        return ERROR_DISCONNECTED
+    return f"error: {type(exc).__name__}"[:_MAX_REASON_CHARS]
+
+
+def _connect_reason(exc: aiohttp.ClientConnectorError) -> str:
+    """'connection refused', 'dns: Name or service not known', 'tls: ...', bounded."""
+    os_error = exc.os_error
+    if isinstance(exc, aiohttp.ClientSSLError):
+        reason = "tls: " + type(os_error).__name__
+    elif isinstance(os_error, socket.gaierror):
+        reason = f"dns: {os_error.strerror or 'lookup failed'}"
+    elif os_error.errno is not None and os_error.errno in errno.errorcode:
+        reason = os.strerror(os_error.errno).lower()
+    else:
+        reason = type(os_error).__name__
+    return reason[:_MAX_REASON_CHARS]
