@@ -1,0 +1,411 @@
+"""TOML config file -> frozen `Settings`, validated once at start-up.
+
+Every bad value stops start-up with one `ConfigError` naming file, field and problem
+(`config.toml: endpoints[2].url: must be an http or https URL with a host, got 'ftp://x'`).
+`KAFKA_BOOTSTRAP_SERVERS` in the environment overrides `kafka.bootstrap_servers`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+import tomllib
+from collections.abc import Collection, Iterator, Mapping
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from dispatcher.codec import load_schema
+from dispatcher.errors import ConfigError
+from dispatcher.model import (
+    DeliverySettings,
+    Endpoint,
+    EnvelopeFormat,
+    KafkaSettings,
+    MetricsSettings,
+    Ordering,
+    Settings,
+)
+from dispatcher.signing import decode_secret
+
+BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
+
+_TOP_KEYS = ("kafka", "delivery", "endpoints", "metrics")
+_KAFKA_KEYS = (
+    *("bootstrap_servers", "group_id", "source_topics", "topic_prefix", "source_format"),
+    *("avro_schema", "avro_schemas", "deliveries_partitions", "replication_factor", "client"),
+)
+_DELIVERY_KEYS = DeliverySettings.__slots__
+_ENDPOINT_KEYS = (
+    *("id", "url", "secret", "secrets", "event_types"),
+    *("max_in_flight", "rate_limit_per_s", "ordering"),
+)
+_METRICS_KEYS = ("port",)
+
+_KAFKA = KafkaSettings("", ())  # defaults, read from the model so they are written once
+_DELIVERY = DeliverySettings()
+_ENDPOINT = Endpoint("", "", (), ())
+
+# Settings the guarantees depend on, or that have their own field: never passed through.
+_RESERVED_CLIENT_KEYS = frozenset(
+    {"bootstrap.servers", "group.id", "enable.auto.offset.store", "enable.idempotence", "acks"}
+)
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
+_ENDPOINT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# `*`, or dot-separated segments, the last of which may be `*` (a prefix match).
+_EVENT_PATTERN = re.compile(r"\*|[^.*\s]+(\.[^.*\s]+)*(\.\*)?")
+_TOPIC_MEANING = "a Kafka topic name (up to 200 letters, digits, '.', '_', '-')"
+_PATTERN_MEANING = "an event type pattern: exact 'a.b', prefix 'a.*', or '*'"
+_MAX_SCHEMA_ID = 2**31 - 1
+_Choice = TypeVar("_Choice", EnvelopeFormat, Ordering)
+_SHOWN_CHARS = 60
+_TYPE_NAMES = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a float",
+    str: "a string",
+    list: "an array",
+    dict: "a table",
+}
+
+
+def load_settings(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read and validate a TOML config file; `environ` defaults to `os.environ`."""
+    source = os.fspath(path)
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(source, "", "file not found") from None
+    except OSError as exc:
+        raise ConfigError(source, "", f"cannot read the file: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "", f"invalid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(source, "", "not UTF-8 text") from None
+    return parse_settings(data, source, environ)
+
+
+def parse_settings(
+    data: Mapping[str, object],
+    source: str = "<memory>",
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Validate an already parsed TOML document (tests need no files)."""
+    root = _Table(source, "", data, _TOP_KEYS)
+    kafka = root.table("kafka", _KAFKA_KEYS, required=True)
+    metrics = root.table("metrics", _METRICS_KEYS)
+    return Settings(
+        kafka=_kafka(kafka, os.environ if environ is None else environ),
+        delivery=_delivery(root.table("delivery", _DELIVERY_KEYS)),
+        endpoints=_endpoints(root),
+        metrics=MetricsSettings(port=metrics.integer_or_none("port", 1, 65535)),
+        source_file=source,
+    )
+
+
+# --- sections -----------------------------------------------------------------------------
+
+
+def _kafka(table: _Table, environ: Mapping[str, str]) -> KafkaSettings:
+    source_format = table.choice("source_format", EnvelopeFormat, _KAFKA.source_format)
+    return KafkaSettings(
+        bootstrap_servers=_bootstrap_servers(table, environ),
+        source_topics=table.string_list("source_topics", _TOPIC_NAME, _TOPIC_MEANING),
+        group_id=table.string("group_id", _KAFKA.group_id),
+        topic_prefix=table.string("topic_prefix", _KAFKA.topic_prefix, _TOPIC_NAME, _TOPIC_MEANING),
+        source_format=source_format,
+        avro_schema=_schema_file(table, "avro_schema") if table.has("avro_schema") else None,
+        avro_schemas_by_id=_schemas_by_id(table, source_format),
+        deliveries_partitions=table.integer("deliveries_partitions", _KAFKA.deliveries_partitions),
+        replication_factor=table.integer("replication_factor", _KAFKA.replication_factor, 1, 32767),
+        client_config=_client_config(table.table("client", allowed=None)),
+    )
+
+
+def _bootstrap_servers(table: _Table, environ: Mapping[str, str]) -> str:
+    from_file = table.string_or_none("bootstrap_servers")
+    from_env = environ.get(BOOTSTRAP_ENV, "")
+    if from_env:
+        return from_env
+    if from_file is None:
+        raise table.error("bootstrap_servers", f"missing (set it here or in {BOOTSTRAP_ENV})")
+    return from_file
+
+
+def _schema_file(table: _Table, key: str) -> str:
+    """The path as written, once it is known to hold a usable schema (read again by codec)."""
+    path = table.string(key, None)
+    try:
+        load_schema(path)
+    except ValueError as exc:
+        raise table.error(key, str(exc)) from None
+    return path
+
+
+def _schemas_by_id(kafka: _Table, source_format: EnvelopeFormat) -> tuple[tuple[int, str], ...]:
+    schemas = kafka.table("avro_schemas", allowed=None)
+    by_id = tuple((_schema_id(schemas, key), _schema_file(schemas, key)) for key in schemas)
+    if source_format is EnvelopeFormat.AVRO_CONFLUENT and not by_id:
+        raise kafka.error("avro_schemas", 'required for \'avro-confluent\': { "1" = "x.avsc" }')
+    return by_id
+
+
+def _schema_id(schemas: _Table, key: str) -> int:
+    if key.isdigit() and int(key) <= _MAX_SCHEMA_ID:
+        return int(key)
+    raise schemas.error(key, f"must be keyed by a schema id 0..{_MAX_SCHEMA_ID}, got {key!r}")
+
+
+def _client_config(client: _Table) -> tuple[tuple[str, str], ...]:
+    client_config = []
+    for key in client:
+        if key in _RESERVED_CLIENT_KEYS:
+            raise client.error(key, "is set by the dispatcher and cannot be overridden here")
+        client_config.append((key, client.client_value(key)))
+    return tuple(client_config)
+
+
+def _delivery(table: _Table) -> DeliverySettings:
+    delivery = DeliverySettings(
+        timeout_s=table.number("timeout_s", _DELIVERY.timeout_s, positive=True),
+        connect_timeout_s=table.number(
+            "connect_timeout_s", _DELIVERY.connect_timeout_s, positive=True
+        ),
+        retry_delays_s=table.number_list("retry_delays_s", _DELIVERY.retry_delays_s),
+        max_attempts=table.integer("max_attempts", _DELIVERY.max_attempts),
+        max_response_bytes=table.integer("max_response_bytes", _DELIVERY.max_response_bytes, 0),
+        max_body_bytes=table.integer("max_body_bytes", _DELIVERY.max_body_bytes),
+        max_buffered=table.integer("max_buffered", _DELIVERY.max_buffered),
+        shutdown_grace_s=table.number("shutdown_grace_s", _DELIVERY.shutdown_grace_s),
+    )
+    if delivery.max_attempts > 1 and not delivery.retry_delays_s:
+        raise table.error("retry_delays_s", "must not be empty while max_attempts > 1")
+    return delivery
+
+
+def _endpoints(root: _Table) -> tuple[Endpoint, ...]:
+    tables = root.table_list("endpoints", _ENDPOINT_KEYS)
+    endpoints: list[Endpoint] = []
+    seen: dict[str, int] = {}
+    for index, table in enumerate(tables):
+        endpoint = _endpoint(table)
+        if endpoint.id in seen:
+            also = f"endpoints[{seen[endpoint.id]}]"
+            raise table.error("id", f"duplicate endpoint id {endpoint.id!r} (also {also})")
+        seen[endpoint.id] = index
+        endpoints.append(endpoint)
+    return tuple(endpoints)
+
+
+def _endpoint(table: _Table) -> Endpoint:
+    return Endpoint(
+        id=table.string("id", None, _ENDPOINT_ID, "1..128 letters, digits, '.', '_' or '-'"),
+        url=_url(table),
+        secrets=_secrets(table),
+        event_types=table.string_list("event_types", _EVENT_PATTERN, _PATTERN_MEANING),
+        max_in_flight=table.integer("max_in_flight", _ENDPOINT.max_in_flight),
+        rate_limit_per_s=table.number_or_none("rate_limit_per_s"),
+        ordering=table.choice("ordering", Ordering, Ordering.NONE),
+    )
+
+
+def _url(table: _Table) -> str:
+    url = table.string("url", None)
+    if not _is_http_url(url):
+        raise table.error("url", f"must be an http or https URL with a host, got {_show(url)}")
+    return url
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a port that is not a number in range
+    except ValueError:
+        return False
+    has_space = any(char.isspace() for char in url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not has_space
+
+
+def _secrets(table: _Table) -> tuple[bytes, ...]:
+    if table.has("secret") and table.has("secrets"):
+        raise table.error("secrets", "give either 'secret' or 'secrets', not both")
+    if not table.has("secret") and not table.has("secrets"):
+        raise table.error("secret", "missing (or 'secrets' while rotating)")
+    if table.has("secret"):
+        return (_secret(table, "secret", table.raw("secret")),)
+    values = table.raw("secrets")
+    if not isinstance(values, list) or not values:
+        raise table.error("secrets", f"must be a non-empty array of strings, got {_kind(values)}")
+    return tuple(_secret(table, f"secrets[{i}]", value) for i, value in enumerate(values))
+
+
+def _secret(table: _Table, field: str, value: object) -> bytes:
+    # Never quote a secret in an error: messages end up in logs.
+    if not isinstance(value, str):
+        raise table.error(field, f"must be a string, got {_kind(value)}")
+    try:
+        return decode_secret(value)
+    except ValueError as exc:
+        raise table.error(field, f"not a Standard Webhooks secret: {exc}") from None
+
+
+# --- reading one table --------------------------------------------------------------------
+
+
+class _Table:
+    """One TOML table; every problem becomes a ConfigError naming the field."""
+
+    def __init__(
+        self, source: str, where: str, data: object, allowed: Collection[str] | None
+    ) -> None:
+        self.source = source
+        self.where = where
+        if not isinstance(data, Mapping):
+            raise ConfigError(source, where, f"must be a table, got {_described(data)}")
+        self.data: Mapping[str, object] = data
+        if allowed is not None:
+            self._reject_unknown_keys(allowed)
+
+    def _reject_unknown_keys(self, allowed: Collection[str]) -> None:
+        for key in self.data:
+            if key not in allowed:
+                raise self.error(key, f"unknown key{_did_you_mean(key, allowed)}")
+
+    def field(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(self.source, self.field(key), problem)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def raw(self, key: str) -> object:
+        return self.data.get(key)
+
+    def table(self, key: str, allowed: Collection[str] | None, *, required: bool = False) -> _Table:
+        """A nested table; `allowed=None` takes any key. A missing optional table is empty."""
+        if key not in self.data and required:
+            raise self.error(key, f"missing: a [{self.field(key)}] table is required")
+        return _Table(self.source, self.field(key), self.data.get(key, {}), allowed)
+
+    def table_list(self, key: str, allowed: Collection[str]) -> list[_Table]:
+        values = self.data.get(key)
+        if values is None:
+            raise self.error(key, f"missing: at least one [[{key}]] table is required")
+        if not isinstance(values, list) or not values:
+            raise self.error(key, f"must be an array of tables ([[{key}]]), got {_kind(values)}")
+        return [_Table(self.source, f"{key}[{i}]", v, allowed) for i, v in enumerate(values)]
+
+    def string(
+        self,
+        key: str,
+        default: str | None,
+        pattern: re.Pattern[str] | None = None,
+        meaning: str = "a valid name",
+    ) -> str:
+        value = self.data.get(key, default)
+        if value is None:
+            raise self.error(key, "missing")
+        return self._checked_string(key, value, pattern, meaning)
+
+    def string_or_none(self, key: str) -> str | None:
+        return self.string(key, None) if key in self.data else None
+
+    def _checked_string(
+        self, field: str, value: object, pattern: re.Pattern[str] | None, meaning: str
+    ) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(field, f"must be a non-empty string, got {_described(value)}")
+        if pattern is not None and not pattern.fullmatch(value):
+            raise self.error(field, f"must be {meaning}, got {_show(value)}")
+        return value
+
+    def string_list(self, key: str, pattern: re.Pattern[str], meaning: str) -> tuple[str, ...]:
+        values = self.data.get(key)
+        if values is None:
+            raise self.error(key, "missing")
+        if not isinstance(values, list) or not values:
+            raise self.error(key, f"must be a non-empty array of strings, got {_show(values)}")
+        checked = (
+            self._checked_string(f"{key}[{i}]", v, pattern, meaning) for i, v in enumerate(values)
+        )
+        return tuple(checked)
+
+    def choice(self, key: str, kind: type[_Choice], default: _Choice) -> _Choice:
+        value = self.data.get(key, default.value)
+        choices = [member.value for member in kind]
+        if value not in choices:
+            names = ", ".join(repr(choice) for choice in choices)
+            raise self.error(key, f"must be one of {names}, got {_show(value)}")
+        return kind(value)
+
+    def integer(self, key: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
+        value = self.data.get(key, default)
+        if type(value) is not int:
+            raise self.error(key, f"must be an integer, got {_described(value)}")
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+            raise self.error(key, f"must be an integer {bounds}, got {value}")
+        return value
+
+    def integer_or_none(self, key: str, minimum: int, maximum: int) -> int | None:
+        return self.integer(key, minimum, minimum, maximum) if key in self.data else None
+
+    def number(self, key: str, default: float, positive: bool = False) -> float:
+        return self._checked_number(key, self.data.get(key, default), positive)
+
+    def number_or_none(self, key: str) -> float | None:
+        return self.number(key, 0.0, positive=True) if key in self.data else None
+
+    def number_list(self, key: str, default: tuple[float, ...]) -> tuple[float, ...]:
+        values = self.data.get(key, list(default))
+        if not isinstance(values, list):
+            raise self.error(key, f"must be an array of numbers, got {_described(values)}")
+        return tuple(self._checked_number(f"{key}[{i}]", v, False) for i, v in enumerate(values))
+
+    def _checked_number(self, field: str, value: object, positive: bool) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):  # a bool is an int
+            raise self.error(field, f"must be a number, got {_described(value)}")
+        number = float(value)
+        if not math.isfinite(number) or number < 0 or (positive and number == 0):
+            bound = "> 0" if positive else ">= 0"
+            raise self.error(field, f"must be a finite number {bound}, got {value}")
+        return number
+
+    def client_value(self, key: str) -> str:
+        value = self.data[key]
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str | int | float):
+            return str(value)
+        raise self.error(key, f"must be a string, number or boolean, got {_described(value)}")
+
+
+def _did_you_mean(key: str, allowed: Collection[str]) -> str:
+    close = difflib.get_close_matches(key, list(allowed), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _kind(value: object) -> str:
+    if value == []:
+        return "an empty array"
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    shown = repr(value)
+    return shown if len(shown) <= _SHOWN_CHARS else shown[:_SHOWN_CHARS] + "..."
+
+
+def _described(value: object) -> str:
+    return f"{_show(value)} ({_kind(value)})"
