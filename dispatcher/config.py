@@ -311,6 +311,7 @@ class _Table:
         pattern: re.Pattern[str] | None = None,
         meaning: str = "a valid name",
     ) -> str:
+        """A non-empty string, matching `pattern` if given; `default=None` makes it required."""
         value = self.data.get(key, default)
         if value is None:
             raise self.error(key, "missing")
