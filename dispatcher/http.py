@@ -94,7 +94,9 @@ class WebhookSender:
             ),
             cookie_jar=aiohttp.DummyCookieJar(),  # webhooks carry no cookies
             auto_decompress=False,  # the body is only drained, never interpreted
-            skip_auto_headers=("User-Agent",),
+            # No User-Agent unless the caller sends one; no Accept-Encoding, so receivers
+            # do not compress an answer we only drain.
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
         )
 
     def _new_connector(self) -> aiohttp.TCPConnector:

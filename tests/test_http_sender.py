@@ -21,6 +21,7 @@ class Server:
     url: str
     connections: set[object] = field(default_factory=set)  # one entry per TCP connection
     bodies: list[bytes] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
     never: asyncio.Event = field(default_factory=asyncio.Event)  # never set: handlers hang
     stream_started: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -29,6 +30,7 @@ def _routes(server: Server) -> list[web.RouteDef]:
     async def status(request: web.Request) -> web.StreamResponse:
         server.connections.add(request.protocol)
         server.bodies.append(await request.read())
+        server.headers.append({k.lower(): v for k, v in request.headers.items()})
         code = int(request.match_info["code"])
         headers = (
             {"Retry-After": request.query["retry_after"]} if "retry_after" in request.query else {}
@@ -104,6 +106,10 @@ async def test_status_is_reported(server: Server, sender: WebhookSender, code: i
 async def test_body_and_headers_arrive(server: Server, sender: WebhookSender) -> None:
     await sender.send(f"{server.url}/status/204", BODY, HEADERS)
     assert server.bodies == [BODY]
+    [headers] = server.headers
+    assert headers.items() >= {"webhook-id": "evt_1", "content-type": "application/json"}.items()
+    assert "user-agent" not in headers
+    assert "accept-encoding" not in headers  # we never decode, so nobody should compress
 
 
 async def test_retry_after_seconds_on_503(server: Server, sender: WebhookSender) -> None:
