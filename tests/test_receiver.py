@@ -253,6 +253,7 @@ def test_behaviour_rejects_nonsense(kwargs: dict[str, float]) -> None:
         ["--endpoint-behaviour", "ep-1=10:204:2.0"],
         ["--secret", "ep-1=not-a-secret"],
         ["--fail-ratio", "3"],
+        ["--secrets-from", "/nonexistent/dispatcher.toml"],
     ],
 )
 def test_cli_rejects_bad_arguments(argv: list[str]) -> None:
@@ -325,8 +326,27 @@ async def test_cli_serves_stats_and_exits_0_on_sigterm(
     assert all(isinstance(r["at"], float) for r in rows)
 
 
-async def test_cli_prints_arrivals_and_checks_signatures(client: aiohttp.ClientSession) -> None:
-    cli = await start_cli("--print", "--secret", f"ep-1={SECRET}")
+CONFIG = f"""
+[kafka]
+bootstrap_servers = "127.0.0.1:9092"
+source_topics = ["orders.events"]
+
+[[endpoints]]
+id = "ep-1"
+url = "http://127.0.0.1:8080/hooks/ep-1"
+secret = "{SECRET}"
+event_types = ["order.*"]
+"""
+
+
+@pytest.mark.parametrize("source", ["--secret", "--secrets-from"])
+async def test_cli_prints_arrivals_and_checks_signatures(
+    client: aiohttp.ClientSession, tmp_path: Path, source: str
+) -> None:
+    config = tmp_path / "dispatcher.toml"
+    config.write_text(CONFIG)
+    value = f"ep-1={SECRET}" if source == "--secret" else str(config)
+    cli = await start_cli("--print", source, value)
     try:
         url = await cli.ready()
         headers = signed_headers(SECRET, "evt_1", BODY)
