@@ -27,8 +27,13 @@ class BaselineSizes:
     naive_max_seconds: float
 
 
+class BaselineError(RuntimeError):
+    """A baseline could not be measured; the message says which and why."""
+
+
 QUICK = BaselineSizes(3, 40_000, 8.0, 2_000, 8.0)
 FULL = BaselineSizes(5, 150_000, 20.0, 10_000, 30.0)
+SMOKE = BaselineSizes(1, 2_000, 5.0, 50, 5.0)  # only proves the machinery, for the tests
 ENDPOINTS = 1_000
 
 
@@ -49,7 +54,7 @@ def _run_json(module: str, args: list[str], timeout_s: float) -> dict[str, objec
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"{module} failed ({done.returncode}): {done.stderr[-2000:]}")
+        raise BaselineError(f"{module} failed ({done.returncode}): {done.stderr[-2000:]}")
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 

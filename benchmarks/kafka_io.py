@@ -32,6 +32,14 @@ def bootstrap_servers() -> str:
     raise BrokerMissing("no Kafka broker: run `make kafka-up` or set KAFKA_BOOTSTRAP_SERVERS")
 
 
+def check_broker(bootstrap: str) -> None:
+    """Raise BrokerMissing unless the broker answers a metadata request."""
+    try:
+        admin(bootstrap).list_topics(timeout=10)
+    except KafkaException as exc:
+        raise BrokerMissing(f"the Kafka broker at {bootstrap} does not answer: {exc}") from None
+
+
 def admin(bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap})
 

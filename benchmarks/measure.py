@@ -1,0 +1,151 @@
+"""From what a workload's run observed and what the sink recorded to its figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks import accounting as acc
+from benchmarks import kafka_io
+from benchmarks.accounting import Counts, Receipt
+from benchmarks.events import seq_of
+from benchmarks.plan import Plan
+from benchmarks.procs import ProcSample
+from benchmarks.results import LatencyRun, Resources, Throughput, WorkloadResult
+from benchmarks.sinks import Sink
+from benchmarks.sinks.nginx import NginxSink
+
+
+@dataclass
+class Context:
+    """What every workload of a run shares."""
+
+    bootstrap: str
+    run_tag: str
+    profile: str
+    nginx: NginxSink
+    log_dir: Path
+    ceiling_per_s: float | None
+    naive_per_s: float | None
+
+
+@dataclass
+class Observation:
+    """Filled in by the runner while a workload runs."""
+
+    started: float  # epoch s, just before `dispatcher run` was started
+    failures: list[str] = field(default_factory=list)
+    sample: ProcSample | None = None  # when the throughput phase ended
+    cpu_at_first: float | None = None
+    peak_rss_bytes: int = 0
+    latency_events_per_s: float = 0.0
+    latency_sent: dict[str, float] = field(default_factory=dict)
+    exit_code: int | None = None
+    log_tail: str = ""
+
+
+def throughput(expected: set[acc.Pair], receipts: list[Receipt], started: float) -> Throughput:
+    first = acc.first_receipts(receipts)
+    times = [at for pair, at in first.items() if pair in expected]
+    if not times:
+        return Throughput(0.0, 0.0, None, 0.0)
+    last, earliest = max(times), min(times)
+    seconds = last - started
+    return Throughput(
+        seconds=seconds,
+        deliveries_per_s=acc.rate(len(times), seconds),
+        first_delivery_after_s=earliest - started,
+        steady_deliveries_per_s=acc.rate(len(times), last - earliest),
+    )
+
+
+def resources(obs: Observation, delivered: int) -> Resources | None:
+    if obs.sample is None:
+        return None
+    per_1k = obs.sample.cpu_s / delivered * 1000 if delivered else None
+    return Resources(
+        cpu_s=obs.sample.cpu_s,
+        cpu_s_per_1k=per_1k,
+        cpu_s_at_first_delivery=obs.cpu_at_first,
+        peak_rss_bytes=max(obs.peak_rss_bytes, obs.sample.peak_rss_bytes),
+        processes=len(obs.sample.pids),
+    )
+
+
+def latency_run(plan: Plan, sink: Sink, obs: Observation) -> LatencyRun | None:
+    if not obs.latency_sent:
+        return None
+    receipts = sink.receipts(plan.latency_prefix)
+    expected = plan.expected(plan.latency_prefix, len(obs.latency_sent))
+    counts = acc.count(expected, receipts)
+    first = {p: at for p, at in acc.first_receipts(receipts).items() if p in expected}
+    return LatencyRun(
+        events_per_s=obs.latency_events_per_s,
+        events=len(obs.latency_sent),
+        counts=counts,
+        latency_s=acc.percentiles(acc.latencies(first, obs.latency_sent)),
+    )
+
+
+def _failures(plan: Plan, counts: Counts, lat: LatencyRun | None, dlq: int) -> list[str]:
+    found = []
+    if counts.lost:
+        found.append(f"lost {counts.lost} deliveries")
+    if counts.unexpected:
+        found.append(f"{counts.unexpected} deliveries to endpoints not subscribed")
+    if lat is not None and lat.counts.lost:
+        found.append(f"latency run lost {lat.counts.lost} deliveries")
+    if dlq and not plan.workload.dead_letters_expected:
+        found.append(f"{dlq} dead letters in a workload that expects none")
+    return found
+
+
+def summarize(plan: Plan, sink: Sink, ctx: Context, obs: Observation) -> WorkloadResult:
+    w = plan.workload
+    receipts = sorted(sink.receipts(plan.prefix), key=lambda r: r.at)  # stable: log order
+    expected = plan.expected(plan.prefix, plan.size.events)
+    counts = acc.count(expected, receipts)
+    tput = throughput(expected, receipts, obs.started)
+    lat = latency_run(plan, sink, obs)
+    dlq = kafka_io.topic_records(ctx.bootstrap, f"{plan.topic_prefix}.dlq")
+    lane_of = plan.lane_of()
+    violations = None
+    if lane_of is not None:
+        violations = acc.order_violations(receipts, lane_of, seq_of)
+    failures = [*obs.failures, *_failures(plan, counts, lat, dlq)]
+    if violations:
+        failures.append(f"{violations} deliveries out of order")
+    return WorkloadResult(
+        name=w.name,
+        shows=w.shows,
+        status="FAILED" if failures else "ok",
+        failures=tuple(failures),
+        events=plan.size.events,
+        endpoints=plan.size.endpoints,
+        subscribers_per_type=w.subscribers_per_type,
+        ordering=w.ordering,
+        max_in_flight=w.max_in_flight,
+        workers=w.workers,
+        sink=_sink_label(plan),
+        counts=counts,
+        dead_lettered=dlq,
+        order_violations=violations,
+        throughput=tput,
+        ratio_to_ceiling=acc.ratio(tput.deliveries_per_s, ctx.ceiling_per_s),
+        ratio_to_naive=acc.ratio(tput.deliveries_per_s, ctx.naive_per_s),
+        ratio_to_theoretical=acc.ratio(tput.deliveries_per_s, w.theoretical_rate),
+        resources=resources(obs, counts.distinct),
+        latency=lat,
+        exit_code=obs.exit_code,
+        log_tail=obs.log_tail if failures else "",
+    )
+
+
+def _sink_label(plan: Plan) -> str:
+    spec = plan.workload.sink
+    label = spec.kind.value
+    if spec.latency_ms:
+        label += f" {spec.latency_ms} ms"
+    if spec.fail_ratio or spec.hang_ratio:
+        label += f" fail {spec.fail_ratio:.0%} hang {spec.hang_ratio:.0%}"
+    return label

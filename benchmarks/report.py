@@ -1,0 +1,92 @@
+"""The terminal side of a run: a progress line per step and the final table."""
+
+from __future__ import annotations
+
+import sys
+
+from benchmarks.results import RunResult, WorkloadResult
+
+COLUMNS = (
+    ("workload", 17),
+    ("deliv/s", 8),
+    ("steady/s", 8),
+    ("x ceil", 6),
+    ("x naive", 7),
+    ("p50 ms", 7),
+    ("p99 ms", 7),
+    ("cpu s/1k", 8),
+    ("rss MB", 6),
+    ("expected", 8),
+    ("distinct", 8),
+    ("dup", 5),
+    ("dlq", 4),
+    ("lost", 5),
+    ("status", 6),
+)
+
+
+def progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def row(w: WorkloadResult) -> list[str]:
+    tput, res = w.throughput, w.resources
+    lat = w.latency.latency_s if w.latency else None
+    return [
+        w.name,
+        _num(tput.deliveries_per_s if tput else None, ".0f"),
+        _num(tput.steady_deliveries_per_s if tput else None, ".0f"),
+        _num(w.ratio_to_ceiling, ".2f"),
+        _num(w.ratio_to_naive, ".1f"),
+        _num(lat.p50 * 1000 if lat else None, ".1f"),
+        _num(lat.p99 * 1000 if lat else None, ".1f"),
+        _num(res.cpu_s_per_1k if res else None, ".3f"),
+        _num(res.peak_rss_bytes / 2**20 if res else None, ".0f"),
+        str(w.counts.expected),
+        str(w.counts.distinct),
+        str(w.counts.duplicates),
+        str(w.dead_lettered),
+        str(w.counts.lost),
+        w.status,
+    ]
+
+
+def workload_line(w: WorkloadResult) -> str:
+    tput = w.throughput
+    rate = f"{tput.deliveries_per_s:,.0f}/s" if tput else "-"
+    extra = f" ({'; '.join(w.failures)})" if w.failures else ""
+    return f"{w.name}: {w.status} {rate}, {w.counts.distinct}/{w.counts.expected}{extra}"
+
+
+def table(result: RunResult) -> str:
+    header = " ".join(name.rjust(width) for name, width in COLUMNS)
+    lines = [header, "-" * len(header)]
+    for w in result.workloads:
+        cells = row(w)
+        lines.append(" ".join(c.rjust(width) for c, (_, width) in zip(cells, COLUMNS, strict=True)))
+    return "\n".join(lines)
+
+
+def baselines_text(result: RunResult) -> str:
+    b = result.baselines
+    return (
+        f"sink headroom (wrk, nginx): {_num(_f(b.wrk.get('requests_per_s')), ',.0f')} req/s\n"
+        f"ceiling (aiohttp + uvloop, 64 connections): "
+        f"{_num(_f(b.ceiling.get('requests_per_s')), ',.0f')} req/s\n"
+        f"naive ({b.naive.get('label')}): "
+        f"{_num(_f(b.naive.get('deliveries_per_s')), ',.1f')} deliveries/s"
+    )
+
+
+def _f(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def summary(result: RunResult) -> str:
+    failed = [w.name for w in result.workloads if w.status != "ok"]
+    verdict = "all workloads ok" if not failed else f"FAILED: {', '.join(failed)}"
+    return f"{baselines_text(result)}\n\n{table(result)}\n\n{verdict}"

@@ -1,0 +1,128 @@
+"""The programmable sink: `python -m dispatcher.receiver` in its own process.
+
+It injects latency and status codes, counts on `GET /stats`, and writes one JSON line
+per received request (endpoint, webhook-id, receipt time) to its stats file on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from benchmarks.accounting import Receipt
+from benchmarks.procs import free_port, stop_process, wait_for_port
+from benchmarks.sinks import prefix_of
+from benchmarks.workloads import SinkSpec
+
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 30.0
+_ENDPOINT_KEYS = ("endpoint", "endpoint_id")
+_ID_KEYS = ("webhook_id", "webhook-id", "id")
+_TIME_KEYS = ("received_at", "receive_time", "at", "time", "t")
+_TOTAL_KEYS = ("received", "total", "count", "requests")
+
+
+def _pick(record: dict[str, object], keys: tuple[str, ...]) -> object:
+    for key in keys:
+        if key in record:
+            return record[key]
+    raise KeyError(f"none of {keys} in receiver record {record}")
+
+
+def parse_record(line: str) -> Receipt | None:
+    line = line.strip()
+    if not line:
+        return None
+    record = json.loads(line)
+    if isinstance(record, list):
+        endpoint, webhook_id, at = record[:3]
+        return Receipt(str(endpoint), str(webhook_id), float(at))
+    at = _pick(record, _TIME_KEYS)
+    assert isinstance(at, int | float), f"receipt time is not a number: {record}"
+    return Receipt(str(_pick(record, _ENDPOINT_KEYS)), str(_pick(record, _ID_KEYS)), float(at))
+
+
+def total_from_stats(stats: object) -> int:
+    """Requests received so far, from the receiver's `/stats` document."""
+    if isinstance(stats, int):
+        return stats
+    if isinstance(stats, dict):
+        for key in _TOTAL_KEYS:
+            value = stats.get(key)
+            if isinstance(value, int):
+                return value
+        return sum(total_from_stats(v) for v in stats.values() if isinstance(v, int | dict))
+    return 0
+
+
+class ReceiverSink:
+    """One receiver per workload (its behaviour is the workload's); a context manager."""
+
+    def __init__(self, spec: SinkSpec, records_file: Path) -> None:
+        self.port = free_port()
+        self._spec = spec
+        self._records_file = records_file
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._offsets: dict[str, int] = {}
+        self._receipts: dict[str, list[Receipt]] = {}
+
+    def __enter__(self) -> ReceiverSink:
+        cmd = [sys.executable, "-m", "dispatcher.receiver", "--port", str(self.port)]
+        cmd += ["--latency-ms", str(self._spec.latency_ms), "--status", str(self._spec.status)]
+        cmd += ["--fail-ratio", str(self._spec.fail_ratio)]
+        cmd += ["--hang-ratio", str(self._spec.hang_ratio)]
+        cmd += ["--stats-file", str(self._records_file)]
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if not wait_for_port(self.port, self._proc, START_TIMEOUT_S):
+            err = self._proc.stderr.read().decode() if self._proc.stderr else ""
+            self._stop()
+            raise RuntimeError(f"the receiver did not listen on {self.port}: {err[-1000:]}")
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._proc is not None:
+            stop_process(self._proc, signal.SIGTERM, STOP_TIMEOUT_S)
+            if self._proc.stderr:
+                self._proc.stderr.close()
+            self._proc = None
+
+    def url(self, endpoint_id: str) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/{endpoint_id}"
+
+    def _total(self) -> int:
+        if self._proc is None:
+            return 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=5) as resp:
+            return total_from_stats(json.loads(resp.read()))
+
+    def watch(self, prefix: str) -> None:
+        """Counting starts now: the receiver counts all requests, not per prefix."""
+        self._offsets[prefix] = self._total()
+
+    def progress(self, prefix: str) -> int:
+        """Requests since `watch(prefix)`, repeats included (the receiver counts no more)."""
+        return self._total() - self._offsets.get(prefix, 0)
+
+    def settle(self) -> None:
+        """Stop the receiver: it writes its records on SIGTERM."""
+        self._stop()
+        self._receipts = {}
+        if not self._records_file.exists():
+            return
+        for line in self._records_file.read_text().splitlines():
+            receipt = parse_record(line)
+            if receipt is not None:
+                self._receipts.setdefault(prefix_of(receipt.webhook_id), []).append(receipt)
+
+    def receipts(self, prefix: str) -> list[Receipt]:
+        return list(self._receipts.get(prefix, []))
