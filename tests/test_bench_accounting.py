@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from benchmarks import accounting as acc
 from benchmarks.accounting import Receipt
+from benchmarks.dispatcher_proc import config_toml
 from benchmarks.events import TARGET_BODY_BYTES, make_event, seq_of
 from benchmarks.headroom import lua_script, parse_wrk
+from benchmarks.measure import throughput
+from benchmarks.plan import Plan
 from benchmarks.sinks.access_log import parse_line
-from benchmarks.workloads import WORKLOADS, by_name, endpoint_id
+from benchmarks.sinks.nginx import nginx_conf
+from benchmarks.sinks.receiver import parse_record, total_from_stats
+from benchmarks.workloads import WORKLOADS, Size, by_name, endpoint_id
+from dispatcher.config import load_settings
+from dispatcher.model import Ordering
 
 
 def r(endpoint: str, event: str, at: float = 0.0) -> Receipt:
@@ -170,3 +179,58 @@ def test_unknown_workload_is_named() -> None:
     with pytest.raises(ValueError, match="nope"):
         by_name(["nope"])
     assert [w.name for w in by_name(["fan-out"])] == ["fan-out"]
+
+
+def test_generated_config_is_accepted_by_the_dispatcher(tmp_path: Path) -> None:
+    plan = Plan(by_name(["ordered-key"])[0], Size(events=10, endpoints=3), "r1")
+    conf = plan.dispatcher_conf("127.0.0.1:1", lambda e: f"http://127.0.0.1:9/hooks/{e}")
+    path = tmp_path / "dispatcher.toml"
+    path.write_text(config_toml(conf))
+    settings = load_settings(path, environ={})
+    assert settings.kafka.source_topics == ("bench-r1-ordered-key.source",)
+    assert settings.kafka.topic_prefix == "bench-r1-ordered-key"
+    assert [e.id for e in settings.endpoints] == ["ep-00000", "ep-00001", "ep-00002"]
+    assert settings.endpoints[1].event_types == ("bench.t1",)
+    assert settings.endpoints[1].ordering is Ordering.KEY
+    assert settings.endpoints[1].url == "http://127.0.0.1:9/hooks/ep-00001"
+
+
+def test_plan_expected_pairs_and_lanes() -> None:
+    fan_out = Plan(by_name(["fan-out"])[0], Size(events=3, endpoints=8), "r1")
+    expected = fan_out.expected(fan_out.prefix, 3)
+    assert len(expected) == 12
+    assert ("ep-00004", "r1-fan-out-000000001") in expected
+    assert fan_out.lane_of() is None
+    keyed = Plan(by_name(["ordered-key"])[0], Size(events=3, endpoints=2), "r1")
+    lane = keyed.lane_of()
+    assert lane is not None
+    assert lane(r("ep-00001", "r1-ordered-key-000001001")) == ("ep-00001", "k1")
+
+
+def test_receiver_records_count_only_2xx_answers() -> None:
+    ok = '{"endpoint":"ep-1","webhook_id":"r-x-000000001","at":1.5,"status":200}'
+    assert parse_record(ok) == Receipt("ep-1", "r-x-000000001", 1.5)
+    assert parse_record(ok.replace("200", "503")) is None
+    assert parse_record(ok.replace("200", "null")) is None
+    assert parse_record('{"endpoint":"ep-1","webhook_id":null,"at":1.5,"status":200}') is None
+    assert parse_record("") is None
+    assert total_from_stats({"total": 7, "endpoints": {}}) == 7
+
+
+def test_nginx_config_shape() -> None:
+    conf = nginx_conf(Path("/tmp/x"), 12345)
+    assert "worker_processes 1;" in conf
+    assert "listen 127.0.0.1:12345" in conf
+    assert "'$msec $uri $http_webhook_id'" in conf
+    assert "buffer=" in conf
+    assert "return 204;" in conf
+
+
+def test_throughput_from_first_receipts() -> None:
+    expected = {("e", "x-1"), ("e", "x-2")}
+    receipts = [r("e", "x-1", 102.0), r("e", "x-2", 104.0), r("e", "x-2", 109.0)]
+    tput = throughput(expected, receipts, started=100.0)
+    assert tput.seconds == 4.0
+    assert tput.deliveries_per_s == 0.5
+    assert tput.first_delivery_after_s == 2.0
+    assert tput.steady_deliveries_per_s == 1.0

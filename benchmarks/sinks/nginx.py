@@ -92,17 +92,17 @@ class NginxSink:
         conf = self._root / "nginx.conf"
         conf.write_text(nginx_conf(self._root, self.port))
         cmd = [find_nginx(), "-p", str(self._root), "-c", str(conf), "-e", "stderr"]
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        output = self._root / "nginx.out"
+        with output.open("wb") as out:
+            self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
         if not wait_for_port(self.port, self._proc, timeout_s=10.0):
-            stderr = self._proc.stderr.read().decode() if self._proc.stderr else ""
+            said = output.read_text(errors="replace").strip()
             self.stop()
-            raise SinkError(f"nginx did not listen on 127.0.0.1:{self.port}: {stderr.strip()}")
+            raise SinkError(f"nginx did not listen on 127.0.0.1:{self.port}: {said}")
 
     def stop(self) -> None:
         if self._proc is not None:
             stop_process(self._proc, signal.SIGQUIT, timeout_s=10.0)
-            if self._proc.stderr:
-                self._proc.stderr.close()
             self._proc = None
             self._tail.read()
         shutil.rmtree(self._root, ignore_errors=True)

@@ -21,43 +21,29 @@ from benchmarks.workloads import SinkSpec
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 30.0
-_ENDPOINT_KEYS = ("endpoint", "endpoint_id")
-_ID_KEYS = ("webhook_id", "webhook-id", "id")
-_TIME_KEYS = ("received_at", "receive_time", "at", "time", "t")
-_TOTAL_KEYS = ("received", "total", "count", "requests")
-
-
-def _pick(record: dict[str, object], keys: tuple[str, ...]) -> object:
-    for key in keys:
-        if key in record:
-            return record[key]
-    raise KeyError(f"none of {keys} in receiver record {record}")
 
 
 def parse_record(line: str) -> Receipt | None:
+    """A delivery from one stats-file line (`endpoint`, `webhook_id`, `at`, `status`).
+
+    Only a 2xx answer is a delivery: a 503, a 401 or a request held open is not.
+    """
     line = line.strip()
     if not line:
         return None
     record = json.loads(line)
-    if isinstance(record, list):
-        endpoint, webhook_id, at = record[:3]
-        return Receipt(str(endpoint), str(webhook_id), float(at))
-    at = _pick(record, _TIME_KEYS)
-    assert isinstance(at, int | float), f"receipt time is not a number: {record}"
-    return Receipt(str(_pick(record, _ENDPOINT_KEYS)), str(_pick(record, _ID_KEYS)), float(at))
+    status = record.get("status")
+    if not isinstance(status, int) or not 200 <= status < 300 or not record.get("webhook_id"):
+        return None
+    return Receipt(str(record["endpoint"]), str(record["webhook_id"]), float(record["at"]))
 
 
-def total_from_stats(stats: object) -> int:
-    """Requests received so far, from the receiver's `/stats` document."""
-    if isinstance(stats, int):
-        return stats
-    if isinstance(stats, dict):
-        for key in _TOTAL_KEYS:
-            value = stats.get(key)
-            if isinstance(value, int):
-                return value
-        return sum(total_from_stats(v) for v in stats.values() if isinstance(v, int | dict))
-    return 0
+def total_from_stats(stats: dict[str, object]) -> int:
+    """Requests received so far (every answer, repeats included), from `GET /stats`."""
+    total = stats.get("total")
+    if not isinstance(total, int):
+        raise RuntimeError(f"the receiver's /stats has no integer 'total': {stats}")
+    return total
 
 
 class ReceiverSink:
@@ -67,6 +53,7 @@ class ReceiverSink:
         self.port = free_port()
         self._spec = spec
         self._records_file = records_file
+        self._output = records_file.with_suffix(".out")
         self._proc: subprocess.Popen[bytes] | None = None
         self._offsets: dict[str, int] = {}
         self._receipts: dict[str, list[Receipt]] = {}
@@ -77,11 +64,12 @@ class ReceiverSink:
         cmd += ["--fail-ratio", str(self._spec.fail_ratio)]
         cmd += ["--hang-ratio", str(self._spec.hang_ratio)]
         cmd += ["--stats-file", str(self._records_file)]
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with self._output.open("wb") as output:
+            self._proc = subprocess.Popen(cmd, stdout=output, stderr=subprocess.STDOUT)
         if not wait_for_port(self.port, self._proc, START_TIMEOUT_S):
-            err = self._proc.stderr.read().decode() if self._proc.stderr else ""
             self._stop()
-            raise RuntimeError(f"the receiver did not listen on {self.port}: {err[-1000:]}")
+            err = self._output.read_text(errors="replace")[-1000:]
+            raise RuntimeError(f"the receiver did not listen on {self.port}: {err}")
         return self
 
     def __exit__(
@@ -92,8 +80,6 @@ class ReceiverSink:
     def _stop(self) -> None:
         if self._proc is not None:
             stop_process(self._proc, signal.SIGTERM, STOP_TIMEOUT_S)
-            if self._proc.stderr:
-                self._proc.stderr.close()
             self._proc = None
 
     def url(self, endpoint_id: str) -> str:
