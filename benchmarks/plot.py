@@ -46,6 +46,10 @@ def _throughput(ax: Axes, result: RunResult) -> None:
 
 def _latency(ax: Axes, result: RunResult) -> None:
     runs = [(w, w.latency.latency_s) for w in result.workloads if w.latency and w.latency.latency_s]
+    ax.set_title("End-to-end latency at about half the peak rate")
+    if not runs:
+        ax.text(0.5, 0.5, "no latency run completed", ha="center", transform=ax.transAxes)
+        return
     width = 0.25
     for k, (name, attr) in enumerate((("p50", "p50"), ("p90", "p90"), ("p99", "p99"))):
         xs = [i + (k - 1) * width for i in range(len(runs))]
@@ -54,7 +58,6 @@ def _latency(ax: Axes, result: RunResult) -> None:
     ax.set_xticks(range(len(runs)), [_label(w) for w, _ in runs], rotation=20)
     ax.set_yscale("log")
     ax.set_ylabel("ms, event timestamp to sink receipt")
-    ax.set_title("End-to-end latency at about half the peak rate")
     ax.legend(fontsize="small")
 
 
