@@ -5,31 +5,45 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from benchmarks.events import Event
+from dispatcher import local_kafka
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BOOTSTRAP_FILE = REPO_ROOT / ".kafka" / "bootstrap"
 ADMIN_TIMEOUT_S = 30.0
 
 
 class BrokerMissing(RuntimeError):
-    """No broker address: neither KAFKA_BOOTSTRAP_SERVERS nor `make kafka-up`."""
+    """The broker named by KAFKA_BOOTSTRAP_SERVERS does not answer, or none could start."""
 
 
-def bootstrap_servers() -> str:
+@contextlib.contextmanager
+def broker() -> Iterator[tuple[str, str]]:
+    """(bootstrap servers, where they came from) for one benchmark run.
+
+    KAFKA_BOOTSTRAP_SERVERS, else the broker `make kafka-up` started, else a local broker
+    started for this run and stopped after it.
+    """
     given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if given:
-        return given
-    if BOOTSTRAP_FILE.exists():
-        return BOOTSTRAP_FILE.read_text().strip()
-    raise BrokerMissing("no Kafka broker: run `make kafka-up` or set KAFKA_BOOTSTRAP_SERVERS")
+        yield given, "KAFKA_BOOTSTRAP_SERVERS"
+        return
+    running = local_kafka.running_broker()
+    if running:
+        yield running.bootstrap, "make kafka-up"
+        return
+    try:
+        info = local_kafka.start_broker()
+    except local_kafka.LocalKafkaError as exc:
+        raise BrokerMissing(f"no Kafka broker and none could start: {exc}") from None
+    try:
+        yield info.bootstrap, "started for this run"
+    finally:
+        local_kafka.stop_broker(info)
 
 
 def check_broker(bootstrap: str) -> None:

@@ -76,12 +76,13 @@ def measure_baselines(
 
 
 def settings(
-    args: argparse.Namespace, workloads: tuple[Workload, ...], tag: str
+    args: argparse.Namespace, workloads: tuple[Workload, ...], tag: str, broker: tuple[str, str]
 ) -> dict[str, object]:
     return {
         "profile": args.profile,
         "run_tag": tag,
-        "bootstrap_servers": kafka_io.bootstrap_servers(),
+        "bootstrap_servers": broker[0],
+        "broker_from": broker[1],
         "dispatcher_command": dispatcher_command(),
         "baseline_sizes": dataclasses.asdict(PROFILES[args.profile]),
         "latency_run_seconds": LATENCY_SECONDS.get(args.profile, 4.0),
@@ -90,8 +91,14 @@ def settings(
 
 
 def run(args: argparse.Namespace) -> RunResult:
-    bootstrap = kafka_io.bootstrap_servers()
-    kafka_io.check_broker(bootstrap)
+    with kafka_io.broker() as broker:
+        report.progress(f"Kafka broker {broker[0]} ({broker[1]})")
+        kafka_io.check_broker(broker[0])
+        return run_with(args, broker)
+
+
+def run_with(args: argparse.Namespace, broker: tuple[str, str]) -> RunResult:
+    bootstrap = broker[0]
     workloads = chosen(args)
     tag = f"b{uuid.uuid4().hex[:8]}"
     started = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -99,7 +106,7 @@ def run(args: argparse.Namespace) -> RunResult:
     with NginxSink() as nginx:
         base = measure_baselines(nginx, bootstrap, tag, PROFILES[args.profile])
         result = RunResult(
-            started, args.profile, machine.describe(), settings(args, workloads, tag), base
+            started, args.profile, machine.describe(), settings(args, workloads, tag, broker), base
         )
         ctx = Context(
             bootstrap=bootstrap,
