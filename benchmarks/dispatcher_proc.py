@@ -19,7 +19,7 @@ from pathlib import Path
 
 from benchmarks.procs import ProcSample, sample_tree, stop_process
 
-STOP_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0  # the dispatcher's own shutdown grace is 10 s by default
 TOPICS_TIMEOUT_S = 120.0
 LOG_TAIL_CHARS = 3000
 

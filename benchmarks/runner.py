@@ -19,7 +19,7 @@ from benchmarks.sinks.receiver import ReceiverSink
 from benchmarks.workloads import SinkKind, Workload
 
 POLL_S = 0.2
-STALL_S = 30.0  # no new delivery for this long: the run is stuck
+STALL_S = 20.0  # no new delivery for this long: the run is stuck
 MIN_TIMEOUT_S = 60.0
 MIN_RATE_PER_S = 500.0  # the timeout allows this slow a dispatcher, no slower
 LATENCY_SECONDS = {"quick": 4.0, "full": 15.0}
