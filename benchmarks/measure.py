@@ -62,11 +62,16 @@ def throughput(expected: set[acc.Pair], receipts: list[Receipt], started: float)
 def resources(obs: Observation, delivered: int) -> Resources | None:
     if obs.sample is None:
         return None
-    per_1k = obs.sample.cpu_s / delivered * 1000 if delivered else None
+    cpu = obs.sample.cpu_s
+    per_1k = cpu / delivered * 1000 if delivered else None
+    after_first = None
+    if delivered and obs.cpu_at_first is not None:
+        after_first = (cpu - obs.cpu_at_first) / delivered * 1000
     return Resources(
-        cpu_s=obs.sample.cpu_s,
+        cpu_s=cpu,
         cpu_s_per_1k=per_1k,
         cpu_s_at_first_delivery=obs.cpu_at_first,
+        cpu_s_per_1k_after_first=after_first,
         peak_rss_bytes=max(obs.peak_rss_bytes, obs.sample.peak_rss_bytes),
         processes=len(obs.sample.pids),
     )

@@ -34,6 +34,7 @@ class Resources:
     cpu_s: float  # dispatcher process tree, start-up included, at throughput completion
     cpu_s_per_1k: float | None
     cpu_s_at_first_delivery: float | None
+    cpu_s_per_1k_after_first: float | None  # start-up (imports, group join) left out
     peak_rss_bytes: int  # highest VmHWM of any dispatcher process, read before SIGTERM
     processes: int
 
