@@ -13,8 +13,9 @@ from benchmarks.accounting import Receipt
 from benchmarks.dispatcher_proc import config_toml
 from benchmarks.events import TARGET_BODY_BYTES, make_event, seq_of
 from benchmarks.headroom import lua_script, parse_wrk
-from benchmarks.measure import throughput
+from benchmarks.measure import Observation, resources, throughput
 from benchmarks.plan import Plan
+from benchmarks.procs import ProcSample
 from benchmarks.sinks.access_log import parse_line
 from benchmarks.sinks.nginx import nginx_conf
 from benchmarks.sinks.receiver import parse_record, total_from_stats
@@ -234,3 +235,15 @@ def test_throughput_from_first_receipts() -> None:
     assert tput.deliveries_per_s == 0.5
     assert tput.first_delivery_after_s == 2.0
     assert tput.steady_deliveries_per_s == 1.0
+
+
+def test_cpu_per_thousand_with_and_without_start_up() -> None:
+    obs = Observation(started=0.0, cpu_at_first=1.0, peak_rss_bytes=5)
+    obs.sample = ProcSample(pids=(1, 2), cpu_s=3.0, peak_rss_bytes=7)
+    res = resources(obs, delivered=2000)
+    assert res is not None
+    assert res.cpu_s_per_1k == 1.5
+    assert res.cpu_s_per_1k_after_first == 1.0
+    assert res.peak_rss_bytes == 7
+    assert res.processes == 2
+    assert resources(Observation(started=0.0), delivered=10) is None
