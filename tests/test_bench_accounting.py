@@ -15,7 +15,7 @@ from benchmarks.events import TARGET_BODY_BYTES, make_event, seq_of
 from benchmarks.headroom import lua_script, parse_wrk
 from benchmarks.measure import Observation, resources, throughput
 from benchmarks.plan import Plan
-from benchmarks.procs import ProcSample
+from benchmarks.procs import ProcSample, sample_tree
 from benchmarks.sinks.access_log import parse_line
 from benchmarks.sinks.nginx import nginx_conf
 from benchmarks.sinks.receiver import parse_record, total_from_stats
@@ -247,3 +247,20 @@ def test_cpu_per_thousand_with_and_without_start_up() -> None:
     assert res.peak_rss_bytes == 7
     assert res.processes == 2
     assert resources(Observation(started=0.0), delivered=10) is None
+
+
+def test_proc_sample_of_this_process_and_a_child() -> None:
+    import os
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
+    try:
+        sample = sample_tree(os.getpid())
+        assert os.getpid() in sample.pids
+        assert child.pid in sample.pids
+        assert sample.cpu_s > 0
+        assert sample.peak_rss_bytes > 1_000_000
+    finally:
+        child.kill()
+        child.wait()
