@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -250,10 +253,6 @@ def test_cpu_per_thousand_with_and_without_start_up() -> None:
 
 
 def test_proc_sample_of_this_process_and_a_child() -> None:
-    import os
-    import subprocess
-    import sys
-
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
     try:
         sample = sample_tree(os.getpid())
