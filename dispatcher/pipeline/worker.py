@@ -1,0 +1,196 @@
+"""One worker: a consumer (poll thread), a producer (polled on the loop), stage 1 and stage 2.
+
+The worker subscribes to the source topics and to `<prefix>.deliveries` in one consumer group;
+each record goes to the stage of its topic. Offsets are stored by watermark, a few times a
+second, and committed by librdkafka in the background and synchronously on revocation and
+shutdown. Buffered work has a ceiling: above it every partition is paused, below half of it
+they resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from confluent_kafka import Message
+
+from dispatcher.codec import make_decoder
+from dispatcher.http import WebhookSender
+from dispatcher.kafka.clients import consumer_config, producer_config
+from dispatcher.kafka.poller import ConsumerPoller, Offsets, Partitions
+from dispatcher.kafka.producer import LoopProducer
+from dispatcher.model import Settings
+from dispatcher.pipeline.lanes import Delivery, Lane, LaneContext
+from dispatcher.pipeline.partitions import PartitionState
+from dispatcher.pipeline.router import RouterStage
+from dispatcher.records import BadDeliveryRecord, read_delivery_headers
+from dispatcher.stats import WorkerStats
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_INTERVAL_S = 0.1
+MAX_POOL_SIZE = 2048
+
+
+class WorkerFailed(Exception):
+    """A background part of the worker failed; the worker stopped without committing past it."""
+
+
+class Worker:
+    def __init__(self, settings: Settings, stats: WorkerStats | None = None) -> None:
+        self.settings = settings
+        self.stats = stats or WorkerStats()
+        self._parts: dict[tuple[str, int], PartitionState] = {}
+        self._closing = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set, then shut down cleanly; raise WorkerFailed on failure."""
+        settings = self.settings
+        delivery = settings.delivery
+        pool = min(MAX_POOL_SIZE, sum(e.max_in_flight for e in settings.endpoints) or 1)
+        self._sender = WebhookSender(
+            pool_size=pool,
+            timeout_s=delivery.timeout_s,
+            connect_timeout_s=delivery.connect_timeout_s,
+            max_response_bytes=delivery.max_response_bytes,
+        )
+        await self._sender.start()
+        self._producer = LoopProducer(producer_config(settings.kafka))
+        self._ctx = LaneContext(self._sender, self._producer, settings.kafka, delivery, self.stats)
+        self._lanes = {e.id.encode(): Lane(e, self._ctx) for e in settings.endpoints}
+        self._router = RouterStage(
+            settings, make_decoder(settings.kafka), self._producer, self.stats
+        )
+        self._deliveries_topic = settings.kafka.deliveries_topic
+        loop = asyncio.get_running_loop()
+        self._poller = ConsumerPoller(
+            consumer_config(settings.kafka),
+            [*settings.kafka.source_topics, self._deliveries_topic],
+            loop,
+            self._on_batch,
+            self._on_assign,
+            self._on_revoke,
+            delivery.shutdown_grace_s,
+        )
+        pump = asyncio.create_task(self._producer.run_pump(), name="producer-pump")
+        housekeeping = asyncio.create_task(self._housekeeping(), name="housekeeping")
+        self._poller.start()
+        failure: BaseException | None = None
+        try:
+            failure = await self._until_stopped_or_failed(stop, pump, housekeeping)
+        finally:
+            await self._shutdown(pump, housekeeping)
+        if failure is not None:
+            raise WorkerFailed(str(failure)) from failure
+
+    async def _until_stopped_or_failed(
+        self, stop: asyncio.Event, *tasks: asyncio.Task[None]
+    ) -> BaseException | None:
+        stopped = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        for task in tasks:
+            if task in done and not task.cancelled() and task.exception() is not None:
+                return task.exception()
+        return None
+
+    # --- records, on the loop (called by the poller) -----------------------------------------
+
+    def _on_batch(self, messages: list[Message]) -> None:
+        parts = self._parts
+        deliveries_topic = self._deliveries_topic
+        ingest_event = self._router.ingest
+        for message in messages:
+            topic: str = message.topic()  # type: ignore[assignment]
+            part = parts.get((topic, message.partition()))  # type: ignore[arg-type]
+            if part is None or not part.active:
+                continue  # revoked after it was fetched: the next owner reads it
+            if topic == deliveries_topic:
+                self._ingest_delivery(message, part)
+            else:
+                ingest_event(message, part)
+        stats = self.stats
+        if not stats.paused and stats.buffered >= self.settings.delivery.max_buffered:
+            self._poller.pause()
+            stats.paused = True
+
+    def _ingest_delivery(self, message: Message, part: PartitionState) -> None:
+        offset: int = message.offset()  # type: ignore[assignment]
+        part.watermark.add(offset)
+        stats = self.stats
+        stats.deliveries_read += 1
+        lane = self._lanes.get(message.key() or b"")
+        try:
+            meta = read_delivery_headers(message.headers())
+        except BadDeliveryRecord as exc:
+            part.started()
+            self._router.dead_letter(message, part, offset, f"bad delivery record: {exc}")
+            return
+        if lane is None:
+            # An endpoint removed from the config since the record was written.
+            part.started()
+            self._router.dead_letter(message, part, offset, "endpoint not in config")
+            return
+        stats.buffered += 1
+        lane.submit(Delivery(part, offset, message.value() or b"", meta))
+
+    def _on_assign(self, partitions: Partitions) -> None:
+        for topic, partition in partitions:
+            self._parts[(topic, partition)] = PartitionState(topic, partition)
+        log.info("assigned %s", partitions)
+
+    async def _on_revoke(self, partitions: Partitions) -> Offsets:
+        states = [self._parts.pop(tp) for tp in partitions if tp in self._parts]
+        grace = 0.0 if self._closing else self.settings.delivery.shutdown_grace_s
+        marks = await asyncio.gather(*(state.revoke(grace) for state in states))
+        log.info("revoked %s", partitions)
+        return [(s.topic, s.partition, m) for s, m in zip(states, marks, strict=True) if m]
+
+    # --- background --------------------------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        """Store watermarks, resume paused partitions, surface lane failures."""
+        stats = self.stats
+        low_water = self.settings.delivery.max_buffered // 2
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+            self._store_offsets()
+            if stats.paused and stats.buffered <= low_water:
+                self._poller.resume()
+                stats.paused = False
+            if self._ctx.errors:
+                raise self._ctx.errors[0]
+            if self._router.failed is not None:
+                raise WorkerFailed(f"delivery record not acknowledged: {self._router.failed}")
+
+    def _store_offsets(self) -> None:
+        offsets: Offsets = []
+        for state in self._parts.values():
+            mark = state.watermark.committable()
+            if mark is not None:
+                offsets.append((state.topic, state.partition, mark))
+                state.watermark.mark_committed(mark)
+        self._poller.store(offsets)
+
+    async def _shutdown(self, pump: asyncio.Task[None], housekeeping: asyncio.Task[None]) -> None:
+        """Stop taking work, let in-flight requests finish (bounded), store, commit, close."""
+        grace = self.settings.delivery.shutdown_grace_s
+        self._poller.stop_fetching()
+        self._ctx.stopping.set()
+        housekeeping.cancel()
+        if self._ctx.tasks:
+            _, late = await asyncio.wait(set(self._ctx.tasks), timeout=grace)
+            for task in late:
+                task.cancel()  # their offsets stay unfinished: redelivered, never lost
+        for lane in self._lanes.values():
+            self.stats.abandoned += lane.drop_queued()
+        await self._producer.drain(grace)
+        self._store_offsets()
+        self._closing = True
+        await self._poller.close()
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):  # a failure was reported
+            await pump
+        self._producer.flush(grace)
+        await self._sender.close()

@@ -1,0 +1,21 @@
+"""Counters of one worker, kept as plain ints on the hot path and read by metrics/progress."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    events_read: int = 0  # source events taken from Kafka
+    events_unrouted: int = 0  # no endpoint subscribed to their type
+    events_undecodable: int = 0  # sent to the DLQ by stage 1
+    deliveries_fanned_out: int = 0  # delivery records produced by stage 1
+    deliveries_read: int = 0  # delivery records taken by stage 2
+    delivered: int = 0  # 2xx
+    attempts_failed: int = 0  # non-2xx or no response, any attempt
+    dead_lettered: int = 0
+    abandoned: int = 0  # queued work dropped on revocation or shutdown (redelivered later)
+    in_flight: int = 0  # requests on the wire now
+    buffered: int = 0  # source events and deliveries held in memory now
+    paused: bool = False
