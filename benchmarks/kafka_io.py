@@ -15,6 +15,7 @@ from benchmarks.events import Event
 from dispatcher import local_kafka
 
 ADMIN_TIMEOUT_S = 30.0
+QUIET_LOG_LEVEL = 4  # librdkafka's warnings and errors only, not its notices
 PACE_TICK_S = 0.002
 PACE_SLACK_S = 30.0  # a paced run may fall this far behind before it stops short
 
@@ -57,7 +58,7 @@ def check_broker(bootstrap: str) -> None:
 
 
 def admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap})
+    return AdminClient({"bootstrap.servers": bootstrap, "log_level": QUIET_LOG_LEVEL})
 
 
 def create_topic(bootstrap: str, name: str, partitions: int) -> None:
@@ -84,6 +85,7 @@ def fast_producer(bootstrap: str) -> Producer:
     return Producer(
         {
             "bootstrap.servers": bootstrap,
+            "log_level": QUIET_LOG_LEVEL,
             "linger.ms": 20,
             "batch.size": 1_000_000,
             "compression.type": "lz4",
@@ -95,7 +97,14 @@ def fast_producer(bootstrap: str) -> Producer:
 
 def paced_producer(bootstrap: str) -> Producer:
     """Sends at once: the event timestamp is taken just before produce()."""
-    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": "all"})
+    return Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "log_level": QUIET_LOG_LEVEL,
+            "linger.ms": 0,
+            "acks": "all",
+        }
+    )
 
 
 def produce_all(bootstrap: str, topic: str, events: Iterable[Event]) -> int:

@@ -209,6 +209,11 @@ def test_plan_expected_pairs_and_lanes() -> None:
     lane = keyed.lane_of()
     assert lane is not None
     assert lane(r("ep-00001", "r1-ordered-key-000001001")) == ("ep-00001", "k1")
+    fifo = Plan(by_name(["ordered-endpoint"])[0], Size(events=3, endpoints=2), "r1")
+    fifo_lane = fifo.lane_of()
+    assert fifo_lane is not None
+    # Kafka orders only within a source partition, so per producer key here too.
+    assert fifo_lane(r("ep-00001", "r1-ordered-endpoint-000000007")) == ("ep-00001", "k7")
 
 
 def test_receiver_records_count_only_2xx_answers() -> None:
