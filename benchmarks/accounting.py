@@ -89,6 +89,15 @@ def first_receipts(receipts: Iterable[Receipt]) -> dict[Pair, float]:
     return first
 
 
+def repeated(receipts: Iterable[Receipt], limit: int) -> list[tuple[str, str, list[float]]]:
+    """Up to `limit` pairs received more than once, each with all its receipt times."""
+    times: dict[Pair, list[float]] = {}
+    for receipt in receipts:
+        times.setdefault(receipt.pair, []).append(receipt.at)
+    found = [(e, i, sorted(ts)) for (e, i), ts in times.items() if len(ts) > 1]
+    return found[:limit]
+
+
 def latencies(first: Mapping[Pair, float], sent_at: Mapping[str, float]) -> list[float]:
     """Seconds from each event's timestamp to its first receipt, per delivered pair."""
     return [at - sent_at[event_id] for (_, event_id), at in first.items() if event_id in sent_at]

@@ -15,6 +15,8 @@ from benchmarks.results import LatencyRun, Resources, Throughput, WorkloadResult
 from benchmarks.sinks import Sink
 from benchmarks.sinks.nginx import NginxSink
 
+DUPLICATE_EXAMPLES = 5
+
 
 @dataclass
 class Context:
@@ -142,6 +144,7 @@ def summarize(plan: Plan, sink: Sink, ctx: Context, obs: Observation) -> Workloa
         resources=resources(obs, counts.distinct),
         latency=lat,
         exit_code=obs.exit_code,
+        duplicate_examples=tuple(acc.repeated(receipts, DUPLICATE_EXAMPLES)),
         log_tail=obs.log_tail if failures else "",
     )
 

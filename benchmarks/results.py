@@ -62,6 +62,7 @@ class WorkloadResult:
     resources: Resources | None
     latency: LatencyRun | None
     exit_code: int | None
+    duplicate_examples: tuple[tuple[str, str, list[float]], ...] = ()  # endpoint, id, times
     log_tail: str = ""
 
 

@@ -76,6 +76,12 @@ def test_count_invariants(
     assert counts.lost >= 0
 
 
+def test_repeated_pairs_with_their_times() -> None:
+    receipts = [r("e", "x-1", 2.0), r("e", "x-2", 1.0), r("e", "x-1", 1.0)]
+    assert acc.repeated(receipts, limit=5) == [("e", "x-1", [1.0, 2.0])]
+    assert acc.repeated(receipts, limit=0) == []
+
+
 def test_first_receipts_keep_the_earliest() -> None:
     first = acc.first_receipts([r("e", "x-1", 5.0), r("e", "x-1", 3.0), r("e", "x-2", 4.0)])
     assert first == {("e", "x-1"): 3.0, ("e", "x-2"): 4.0}
