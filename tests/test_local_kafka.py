@@ -1,0 +1,74 @@
+"""The launcher's bad-input paths: one clear line, nothing left running."""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from dispatcher import local_kafka
+
+
+def test_a_port_in_use_is_named_with_what_to_do() -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        with pytest.raises(local_kafka.LocalKafkaError, match=f"port {port} .* in use: stop"):
+            local_kafka.start_broker(port=port)
+
+
+def test_missing_java_says_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-jdk"))
+
+    with pytest.raises(local_kafka.LocalKafkaError, match="java not found: install Java 17"):
+        local_kafka.start_broker()
+
+
+def test_missing_maven_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no cached jars
+    monkeypatch.setenv("PATH", str(tmp_path))  # no mvn
+
+    with pytest.raises(local_kafka.LocalKafkaError, match="mvn not found: install Maven"):
+        local_kafka.resolve_jars(progress=False)
+
+
+def test_a_broker_that_does_not_come_up_in_time_is_stopped() -> None:
+    pids_before, dirs_before = _kafka_pids(), _data_dirs()
+    with pytest.raises(local_kafka.LocalKafkaError, match="did not answer within 0 s"):
+        local_kafka.start_broker(ready_timeout_s=0.0)
+    assert _kafka_pids() == pids_before  # the started JVM was ended
+    assert _data_dirs() == dirs_before  # and its data deleted
+
+
+def _data_dirs() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("kwd-kafka-*")}
+
+
+def test_the_cli_prints_one_line_and_exits_2_on_bad_input(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        code = local_kafka.main(["--state-dir", "/nonexistent-state", "up", "--port", str(port)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1
+    assert err[0].startswith("local-kafka: error: port ")
+
+
+def _kafka_pids() -> set[int]:
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"kafka.Kafka" in cmdline and b"kwd-kafka-" in cmdline:
+                pids.add(int(proc.name))
+    return pids
