@@ -200,3 +200,34 @@ async def test_undecodable_event_is_dead_lettered_and_the_line_goes_on(
     assert reasons[0].startswith("undecodable: ")
     assert {r["body"] for r in records} == {b"{not json", b'{"id": "x"}'}
     assert {r["key"] for r in records} == {b"k1", b"k2"}
+
+
+async def test_failures_are_retried_in_place_and_permanent_ones_dead_lettered(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    behaviours = {"flaky": Behaviour(fail_ratio=0.5), "rejects": Behaviour(status=400)}
+    async with RecordingReceiver(behaviours=behaviours) as receiver:
+        endpoints = [
+            endpoint("flaky", receiver.url, ["*"], ordering="endpoint"),
+            endpoint("rejects", receiver.url, ["*"]),
+        ]
+        settings = build_settings(kafka_bootstrap, unique_name, endpoints, max_attempts=4)
+        create_all_topics(settings)
+        sent = produce_events(settings, 60, TYPES)
+        async with running_worker(settings) as worker:
+            await receiver.wait_for(
+                lambda rs: sum(r.endpoint_id == "flaky" and r.status == 204 for r in rs) >= 60,
+                WAIT_S,
+            )
+            await receiver.wait_for(
+                lambda rs: sum(r.endpoint_id == "rejects" for r in rs) >= 60, WAIT_S
+            )
+        stats = worker.stats
+    flaky_ok = [r for r in receiver.records if r.endpoint_id == "flaky" and r.status == 204]
+    assert sorted(r.webhook_id or "" for r in flaky_ok) == sorted(e.id for e in sent)  # once each
+    for key, seqs in order_per_key(flaky_ok, sent).items():
+        assert seqs == sorted(seqs), f"key {key!r} out of order across retries"
+    rejected = [r for r in receiver.records if r.endpoint_id == "rejects"]
+    assert len(rejected) == 60  # a 400 is permanent: tried once, never again
+    assert stats.dead_lettered == 60
+    assert stats.attempts_failed >= 60 + 30

@@ -33,7 +33,7 @@ from dispatcher.http import WebhookSender
 from dispatcher.kafka.producer import LoopProducer
 from dispatcher.limits import limiter_for
 from dispatcher.model import DeliverySettings, Endpoint, HttpResult, KafkaSettings, Ordering
-from dispatcher.outcomes import OutcomeClass, classify
+from dispatcher.outcomes import ERROR_BODY_TOO_LARGE, OutcomeClass, classify
 from dispatcher.pipeline.partitions import PartitionState
 from dispatcher.records import DeliveryMeta
 from dispatcher.signing import Signer
@@ -158,6 +158,9 @@ class Lane:
             return
         part.started()
         attempt = delivery.meta.attempts_made
+        if len(delivery.body) > ctx.delivery.max_body_bytes:
+            self._dead_letter(delivery, attempt, _TOO_LARGE, OutcomeClass.PERMANENT)
+            return
         while True:
             attempt += 1
             result = await self._send(delivery)
@@ -266,6 +269,9 @@ class Lane:
         ctx.producer.produce(
             ctx.kafka.dlq_topic, self._key_id, encode_dead_letter(record), None, acknowledged
         )
+
+
+_TOO_LARGE = HttpResult(status=None, error=ERROR_BODY_TOO_LARGE, retry_after_s=None, latency_s=0.0)
 
 
 def _report_failure(producer: LoopProducer) -> Callable[[KafkaError | None, Message], None]:
