@@ -149,6 +149,36 @@ def summarize(plan: Plan, sink: Sink, ctx: Context, obs: Observation) -> Workloa
     )
 
 
+def broken(plan: Plan, reason: str) -> WorkloadResult:
+    """The result of a workload that could not run to the end (an error in the harness,
+    the broker or the dispatcher's CLI): nothing delivered is counted."""
+    w = plan.workload
+    expected = w.expected_deliveries(plan.size)
+    return WorkloadResult(
+        name=w.name,
+        shows=w.shows,
+        status="FAILED",
+        failures=(reason,),
+        events=plan.size.events,
+        endpoints=plan.size.endpoints,
+        subscribers_per_type=w.subscribers_per_type,
+        ordering=w.ordering,
+        max_in_flight=w.max_in_flight,
+        workers=w.workers,
+        sink=_sink_label(plan),
+        counts=Counts(expected, 0, 0, 0, expected, 0),
+        dead_lettered=0,
+        order_violations=None,
+        throughput=None,
+        ratio_to_ceiling=None,
+        ratio_to_naive=None,
+        ratio_to_theoretical=None,
+        resources=None,
+        latency=None,
+        exit_code=None,
+    )
+
+
 def _sink_label(plan: Plan) -> str:
     spec = plan.workload.sink
     label = spec.kind.value

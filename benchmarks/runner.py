@@ -11,7 +11,7 @@ from pathlib import Path
 from benchmarks import accounting as acc
 from benchmarks import kafka_io
 from benchmarks.dispatcher_proc import RunningDispatcher, config_toml, create_topics
-from benchmarks.measure import Context, Observation, summarize
+from benchmarks.measure import Context, Observation, broken, summarize
 from benchmarks.plan import Plan
 from benchmarks.results import WorkloadResult
 from benchmarks.sinks import Sink
@@ -67,12 +67,15 @@ def sink_for(workload: Workload, ctx: Context) -> Iterator[Sink]:
 
 
 def run_workload(workload: Workload, ctx: Context) -> WorkloadResult:
+    """Run one workload; an error on the way is a FAILED result, not the end of the run."""
     plan = Plan(workload, workload.size(ctx.profile), ctx.run_tag)
     try:
         with sink_for(workload, ctx) as sink:
             obs = _observe(plan, sink, ctx)
             sink.settle()
             return summarize(plan, sink, ctx, obs)
+    except Exception as exc:  # reported in the results, with its type
+        return broken(plan, f"{type(exc).__name__}: {exc}")
     finally:
         with contextlib.suppress(Exception):
             topics = [plan.source_topic, plan.topic_prefix]

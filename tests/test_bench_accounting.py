@@ -16,7 +16,7 @@ from benchmarks.accounting import Receipt
 from benchmarks.dispatcher_proc import config_toml
 from benchmarks.events import TARGET_BODY_BYTES, make_event, seq_of
 from benchmarks.headroom import lua_script, parse_wrk
-from benchmarks.measure import Observation, resources, throughput
+from benchmarks.measure import Observation, broken, resources, throughput
 from benchmarks.plan import Plan
 from benchmarks.procs import ProcSample, sample_tree
 from benchmarks.sinks.access_log import parse_line
@@ -274,3 +274,12 @@ def test_proc_sample_of_this_process_and_a_child() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_broken_workload_is_failed_with_everything_lost() -> None:
+    plan = Plan(by_name(["fan-out"])[0], Size(events=10, endpoints=8), "r1")
+    result = broken(plan, "RuntimeError: dispatcher topics failed")
+    assert result.status == "FAILED"
+    assert result.counts.expected == 40
+    assert result.counts.lost == 40
+    assert result.failures == ("RuntimeError: dispatcher topics failed",)
