@@ -49,7 +49,7 @@ kafka-up: kafka-jars
 kafka-down:
 	@if [ -x $(PY) ]; then $(PY) -m dispatcher.local_kafka down; fi
 
-test: kafka-jars
+test: kafka-jars bench-deps  # the bench smoke test drives nginx and wrk
 	$(PY) -m pytest -q
 
 test-unit: setup
