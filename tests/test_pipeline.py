@@ -231,3 +231,26 @@ async def test_failures_are_retried_in_place_and_permanent_ones_dead_lettered(
     assert len(rejected) == 60  # a 400 is permanent: tried once, never again
     assert stats.dead_lettered == 60
     assert stats.attempts_failed >= 60 + 30
+
+
+async def test_a_second_worker_joining_mid_run_takes_partitions_and_nothing_is_lost(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    # Slow enough (24 lanes x 1 request x 50 ms) that the run outlasts the second join; 24
+    # endpoints spread their deliveries over all 6 partitions.
+    async with RecordingReceiver(default=Behaviour(latency_s=0.05)) as receiver:
+        endpoints = [endpoint(f"e{i}", receiver.url, ["*"], max_in_flight=1) for i in range(24)]
+        settings = build_settings(kafka_bootstrap, unique_name, endpoints, partitions=6)
+        create_all_topics(settings)
+        sent = produce_events(settings, 200, TYPES)
+        total = len(sent) * len(endpoints)
+        async with running_worker(settings) as first:
+            await receiver.wait_for(total // 10, WAIT_S)
+            async with running_worker(settings) as second:
+                await receiver.wait_for(
+                    lambda rs: len({(r.endpoint_id, r.webhook_id) for r in rs}) >= total, WAIT_S
+                )
+    delivered = Counter((r.endpoint_id, r.webhook_id) for r in receiver.records)
+    assert len(delivered) == total  # nothing lost across the hand-over
+    assert second.stats.delivered > 0  # the newcomer did take over part of the work
+    assert first.stats.delivered + second.stats.delivered == sum(delivered.values())
