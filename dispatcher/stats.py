@@ -19,3 +19,5 @@ class WorkerStats:
     in_flight: int = 0  # requests on the wire now
     buffered: int = 0  # source events and deliveries held in memory now
     paused: bool = False
+    pauses: int = 0  # times the consumer paused for backpressure
+    peak_buffered: int = 0  # highest `buffered` seen after a batch was taken

@@ -254,3 +254,23 @@ async def test_a_second_worker_joining_mid_run_takes_partitions_and_nothing_is_l
     assert len(delivered) == total  # nothing lost across the hand-over
     assert second.stats.delivered > 0  # the newcomer did take over part of the work
     assert first.stats.delivered + second.stats.delivered == sum(delivered.values())
+
+
+async def test_backpressure_pauses_at_the_ceiling_and_resumes_until_done(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    from dispatcher.kafka.poller import BATCH_SIZE
+
+    async with RecordingReceiver(default=Behaviour(latency_s=0.001)) as receiver:
+        table = endpoint("small-buffer", receiver.url, ["*"], max_in_flight=4)
+        settings = build_settings(
+            kafka_bootstrap, unique_name, [table], partitions=1, max_buffered=50
+        )
+        create_all_topics(settings, source_partitions=1)
+        sent = produce_events(settings, 1_500, TYPES)
+        async with running_worker(settings) as worker:
+            await receiver.wait_for(len(sent), WAIT_S)
+    stats = worker.stats
+    assert stats.pauses >= 2  # it paused, resumed, and paused again
+    assert stats.peak_buffered <= 50 + BATCH_SIZE  # at most one batch past the ceiling
+    assert {r.webhook_id for r in receiver.records} == {e.id for e in sent}

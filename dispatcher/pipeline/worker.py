@@ -111,9 +111,11 @@ class Worker:
             else:
                 ingest_event(message, part)
         stats = self.stats
+        stats.peak_buffered = max(stats.peak_buffered, stats.buffered)
         if not stats.paused and stats.buffered >= self.settings.delivery.max_buffered:
             self._poller.pause()
             stats.paused = True
+            stats.pauses += 1
 
     def _ingest_delivery(self, message: Message, part: PartitionState) -> None:
         offset: int = message.offset()  # type: ignore[assignment]
