@@ -38,6 +38,7 @@ def test_fast_sink_smoke_writes_a_complete_result(kafka_bootstrap: str, tmp_path
     machine = doc["machine"]
     for key in ("cores", "memory_bytes", "cpu_model", "python", "aiohttp", "librdkafka", "kafka"):
         assert machine[key], key
+    assert machine["confluent_kafka"].count(".") == 2
     base = doc["baselines"]
     assert base["wrk"]["requests_per_s"] > 0
     assert base["ceiling"]["requests_per_s"] > 0
