@@ -115,9 +115,13 @@ class ConsumerPoller:
         consumer = self._consumer
         while not self._stop_fetching.is_set():
             self._run_requests()
-            messages = consumer.consume(num_messages=BATCH_SIZE, timeout=POLL_TIMEOUT_S)
-            if not messages:
+            # consume() waits for a full batch or its whole timeout, which would add the
+            # timeout to every record's latency under light load; poll() returns with the
+            # first record, and consume(timeout=0) then takes what is already queued.
+            first = consumer.poll(POLL_TIMEOUT_S)
+            if first is None:
                 continue
+            messages = [first, *consumer.consume(num_messages=BATCH_SIZE - 1, timeout=0)]
             good = [m for m in messages if _usable(m)]
             if good:
                 self._taken.clear()
