@@ -62,7 +62,7 @@ lint: setup
 
 run: kafka-jars
 	@if [ ! -f dispatcher/demo.py ]; then echo "make run: the demo is not built yet (core pipeline issue)" >&2; exit 1; fi
-	$(PY) -m dispatcher.demo --config $(CONFIG)
+	$(PY) -m dispatcher.demo $(ARGS)
 
 bench-deps:
 	@bash benchmarks/install_deps.sh
