@@ -259,6 +259,7 @@ def test_demo_stops_by_itself_after_duration(kafka_bootstrap: str) -> None:
     assert re.search(r"^demo +--duration 2 s is over$", run.output, re.MULTILINE), run.output
     _read, _delivered, received, verified, bad, *_ = final_counts(run.output)
     assert (verified, bad) == (received, 0)
+    assert "deleted the topics and group demo-" in run.output
     assert_nothing_left(run.output)
 
 
