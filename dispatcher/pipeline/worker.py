@@ -20,7 +20,9 @@ from dispatcher.http import WebhookSender
 from dispatcher.kafka.clients import consumer_config, producer_config
 from dispatcher.kafka.poller import ConsumerPoller, Offsets, Partitions
 from dispatcher.kafka.producer import LoopProducer
+from dispatcher.limits import LittleCap
 from dispatcher.model import Settings
+from dispatcher.pipeline.gate import InFlightGate
 from dispatcher.pipeline.lanes import Delivery, Lane, LaneContext
 from dispatcher.pipeline.partitions import PartitionState
 from dispatcher.pipeline.router import RouterStage
@@ -48,7 +50,7 @@ class Worker:
         """Run until `stop` is set, then shut down cleanly; raise WorkerFailed on failure."""
         settings = self.settings
         delivery = settings.delivery
-        pool = min(MAX_POOL_SIZE, sum(e.max_in_flight for e in settings.endpoints) or 1)
+        pool = min(MAX_POOL_SIZE, sum(e.max_in_flight for e in settings.endpoints))
         self._sender = WebhookSender(
             pool_size=pool,
             timeout_s=delivery.timeout_s,
@@ -57,7 +59,11 @@ class Worker:
         )
         await self._sender.start()
         self._producer = LoopProducer(producer_config(settings.kafka))
-        self._ctx = LaneContext(self._sender, self._producer, settings.kafka, delivery, self.stats)
+        lanes_total = sum(e.max_in_flight for e in settings.endpoints)
+        cap = LittleCap(floor=min(delivery.min_in_flight_total, lanes_total), ceiling=lanes_total)
+        self._ctx = LaneContext(
+            self._sender, self._producer, settings.kafka, delivery, self.stats, InFlightGate(cap)
+        )
         self._lanes = {e.id.encode(): Lane(e, self._ctx) for e in settings.endpoints}
         self._router = RouterStage(
             settings, make_decoder(settings.kafka), self._producer, self.stats
