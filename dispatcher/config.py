@@ -180,7 +180,9 @@ def _delivery(table: _Table) -> DeliverySettings:
         max_response_bytes=table.integer("max_response_bytes", _DELIVERY.max_response_bytes, 0),
         max_body_bytes=table.integer("max_body_bytes", _DELIVERY.max_body_bytes),
         max_buffered=table.integer("max_buffered", _DELIVERY.max_buffered),
-        min_in_flight_total=table.integer("min_in_flight_total", _DELIVERY.min_in_flight_total),
+        max_connections_per_host=table.integer(
+            "max_connections_per_host", _DELIVERY.max_connections_per_host
+        ),
         shutdown_grace_s=table.number("shutdown_grace_s", _DELIVERY.shutdown_grace_s),
     )
     if delivery.max_attempts > 1 and not delivery.retry_delays_s:

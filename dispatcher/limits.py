@@ -86,34 +86,3 @@ def limiter_for(
     if rate_per_s is None:
         return _UNLIMITED
     return TokenBucket(rate_per_s, burst if burst is not None else max(1.0, rate_per_s), clock)
-
-
-class LittleCap:
-    """A worker-wide cap on requests in flight, sized by Little's law from observed latency.
-
-    Every request in flight costs the event loop something, and past a few hundred the
-    per-request cost grows (measured: 12.6k req/s at 64 or 256 in flight against a 204 sink,
-    9.4k at 512, 6.8k at 2,048). Fast endpoints need little concurrency to reach the loop's
-    capacity; slow ones need latency x rate. So the cap is `capacity_per_s x mean latency`,
-    kept within [floor, ceiling], with the mean an exponentially weighted one.
-    """
-
-    __slots__ = ("_alpha", "_capacity_per_s", "_ceiling", "_floor", "cap", "mean_latency_s")
-
-    def __init__(
-        self, floor: int, ceiling: int, capacity_per_s: float = 10_000.0, alpha: float = 0.01
-    ) -> None:
-        if not 1 <= floor <= ceiling:
-            raise ValueError(f"need 1 <= floor <= ceiling, got {floor}, {ceiling}")
-        self._floor = floor
-        self._ceiling = ceiling
-        self._capacity_per_s = capacity_per_s
-        self._alpha = alpha
-        self.mean_latency_s = 0.0
-        self.cap = floor
-
-    def observe(self, latency_s: float) -> None:
-        """Called with each finished request's latency; moves `cap`."""
-        self.mean_latency_s += self._alpha * (latency_s - self.mean_latency_s)
-        wanted = int(self._capacity_per_s * self.mean_latency_s)
-        self.cap = min(self._ceiling, max(self._floor, wanted))

@@ -77,9 +77,9 @@ class DeliverySettings:
     max_response_bytes: int = 4096  # read at most this prefix of a response body
     max_body_bytes: int = 1_048_576  # a larger event is dead-lettered as permanent
     max_buffered: int = 10_000  # deliveries held per worker before partitions pause
-    # Worker-wide requests in flight: at least this many, more while latency calls for it
-    # (limits.LittleCap); each endpoint always keeps one request going regardless.
-    min_in_flight_total: int = 256
+    # Connections to one host (all its endpoints together); more busy connections cost
+    # aiohttp more per request than they gain against a fast host.
+    max_connections_per_host: int = 512
     shutdown_grace_s: float = 10.0
 
 

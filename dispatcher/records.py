@@ -84,6 +84,8 @@ def _items(
 ) -> Iterable[tuple[str, str | bytes | None]]:
     if headers is None:
         return ()
+    if type(headers) is list:  # what the consumer gives; isinstance on an ABC costs more
+        return headers
     if isinstance(headers, Mapping):
         return headers.items()
     return headers

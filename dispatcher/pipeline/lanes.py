@@ -34,7 +34,6 @@ from dispatcher.kafka.producer import LoopProducer
 from dispatcher.limits import limiter_for
 from dispatcher.model import DeliverySettings, Endpoint, HttpResult, KafkaSettings, Ordering
 from dispatcher.outcomes import ERROR_BODY_TOO_LARGE, OutcomeClass, classify
-from dispatcher.pipeline.gate import InFlightGate
 from dispatcher.pipeline.partitions import PartitionState
 from dispatcher.records import DeliveryMeta
 from dispatcher.signing import Signer
@@ -63,7 +62,6 @@ class LaneContext:
         kafka: KafkaSettings,
         delivery: DeliverySettings,
         stats: WorkerStats,
-        gate: InFlightGate,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
@@ -78,7 +76,6 @@ class LaneContext:
         self.tasks: set[asyncio.Task[None]] = set()
         self.errors: list[BaseException] = []
         self.report_failure = _report_failure(producer)
-        self.gate = gate
 
     def spawn(self, coro: asyncio.Future[None] | asyncio.Task[None] | object) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
@@ -106,7 +103,6 @@ class Lane:
         self._keyed: dict[bytes | None, deque[Delivery]] = {}  # mode key: per-key FIFO
         self._ready_keys: deque[bytes | None] = deque()  # keys with work and no runner
         self._runners = 0
-        self._in_flight = 0  # requests of this lane on the wire
 
     def submit(self, delivery: Delivery) -> None:
         if self._by_key:
@@ -194,21 +190,13 @@ class Lane:
         while wait > 0:
             await asyncio.sleep(wait)
             wait = self._limiter.try_take()
-        ctx = self._ctx
-        await ctx.gate.enter(self._in_flight)
-        self._in_flight += 1
-        stats = ctx.stats
+        headers = self._signer.headers(delivery.meta.event_id, int(time.time()), delivery.body)
+        stats = self._ctx.stats
         stats.in_flight += 1
-        latency: float | None = None
         try:
-            headers = self._signer.headers(delivery.meta.event_id, int(time.time()), delivery.body)
-            result = await ctx.sender.send(self.endpoint.url, delivery.body, headers)
-            latency = result.latency_s
-            return result
+            return await self._ctx.sender.send(self.endpoint.url, delivery.body, headers)
         finally:
             stats.in_flight -= 1
-            self._in_flight -= 1
-            ctx.gate.leave(latency)
 
     async def _backoff(self, attempt: int, result: HttpResult) -> bool:
         """Wait before the next attempt; False if the worker is stopping meanwhile."""

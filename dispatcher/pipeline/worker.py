@@ -20,9 +20,7 @@ from dispatcher.http import WebhookSender
 from dispatcher.kafka.clients import consumer_config, producer_config
 from dispatcher.kafka.poller import ConsumerPoller, Offsets, Partitions
 from dispatcher.kafka.producer import LoopProducer
-from dispatcher.limits import LittleCap
 from dispatcher.model import Settings
-from dispatcher.pipeline.gate import InFlightGate
 from dispatcher.pipeline.lanes import Delivery, Lane, LaneContext
 from dispatcher.pipeline.partitions import PartitionState
 from dispatcher.pipeline.router import RouterStage
@@ -32,7 +30,7 @@ from dispatcher.stats import WorkerStats
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL_S = 0.1
-MAX_POOL_SIZE = 2048
+MAX_POOL_SIZE = 4096
 
 
 class WorkerFailed(Exception):
@@ -50,20 +48,17 @@ class Worker:
         """Run until `stop` is set, then shut down cleanly; raise WorkerFailed on failure."""
         settings = self.settings
         delivery = settings.delivery
-        pool = min(MAX_POOL_SIZE, sum(e.max_in_flight for e in settings.endpoints))
+        lanes_total = sum(e.max_in_flight for e in settings.endpoints)
         self._sender = WebhookSender(
-            pool_size=pool,
+            pool_size=min(MAX_POOL_SIZE, lanes_total),
+            per_host_limit=min(delivery.max_connections_per_host, lanes_total),
             timeout_s=delivery.timeout_s,
             connect_timeout_s=delivery.connect_timeout_s,
             max_response_bytes=delivery.max_response_bytes,
         )
         await self._sender.start()
         self._producer = LoopProducer(producer_config(settings.kafka))
-        lanes_total = sum(e.max_in_flight for e in settings.endpoints)
-        cap = LittleCap(floor=min(delivery.min_in_flight_total, lanes_total), ceiling=lanes_total)
-        self._ctx = LaneContext(
-            self._sender, self._producer, settings.kafka, delivery, self.stats, InFlightGate(cap)
-        )
+        self._ctx = LaneContext(self._sender, self._producer, settings.kafka, delivery, self.stats)
         self._lanes = {e.id.encode(): Lane(e, self._ctx) for e in settings.endpoints}
         self._router = RouterStage(
             settings, make_decoder(settings.kafka), self._producer, self.stats
