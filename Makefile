@@ -6,13 +6,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH ?= quick
-CONFIG ?= examples/dispatcher.toml
 
 .PHONY: help setup system-deps kafka-jars kafka-up kafka-down run test test-unit lint bench bench-deps clean
 
 help:
 	@echo "make setup       venv in .venv with the project and its dev tools"
-	@echo "make run         the demo: local broker, receiver, sample events, dispatcher (Ctrl-C stops)"
+	@echo "make run         the demo: local broker, receiver, sample events, dispatcher (Ctrl-C stops; ARGS=--help)"
 	@echo "make test        the whole suite against a real local Kafka broker"
 	@echo "make lint        ruff and mypy"
 	@echo "make bench       load tests with baselines (BENCH=quick|full)"
@@ -61,7 +60,6 @@ lint: setup
 	$(PY) -m mypy
 
 run: kafka-jars
-	@if [ ! -f dispatcher/demo.py ]; then echo "make run: the demo is not built yet (core pipeline issue)" >&2; exit 1; fi
 	$(PY) -m dispatcher.demo $(ARGS)
 
 bench-deps:

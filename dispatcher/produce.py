@@ -107,9 +107,9 @@ def publish(
     for sent, record in enumerate(records, 1):
         _produce(producer, topic, record.key, encode(record), on_delivery)
         if rate_per_s:
-            ahead = sent / rate_per_s - (time.monotonic() - started)
-            if ahead > 0:
-                producer.poll(ahead)  # pacing that still serves delivery reports
+            # poll() returns early when it serves a delivery report, so wait in a loop.
+            while (ahead := sent / rate_per_s - (time.monotonic() - started)) > 0:
+                producer.poll(ahead)
         if progress and sent % 10_000 == 0:
             print(f"produced {sent} ({acked[0]} acknowledged)", file=sys.stderr, flush=True)
     producer.flush(60)
