@@ -180,8 +180,8 @@ def _delivery(table: _Table) -> DeliverySettings:
         max_response_bytes=table.integer("max_response_bytes", _DELIVERY.max_response_bytes, 0),
         max_body_bytes=table.integer("max_body_bytes", _DELIVERY.max_body_bytes),
         max_buffered=table.integer("max_buffered", _DELIVERY.max_buffered),
-        max_connections_per_host=table.integer(
-            "max_connections_per_host", _DELIVERY.max_connections_per_host
+        min_connections_per_host=table.integer(
+            "min_connections_per_host", _DELIVERY.min_connections_per_host
         ),
         shutdown_grace_s=table.number("shutdown_grace_s", _DELIVERY.shutdown_grace_s),
     )

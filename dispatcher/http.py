@@ -56,7 +56,6 @@ class WebhookSender:
         "_clock",
         "_connect_timeout_s",
         "_max_response_bytes",
-        "_per_host_limit",
         "_pool_size",
         "_session",
         "_timeout_s",
@@ -69,7 +68,6 @@ class WebhookSender:
         timeout_s: float,
         connect_timeout_s: float,
         max_response_bytes: int = 4096,
-        per_host_limit: int = 0,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         if pool_size < 1:
@@ -77,7 +75,6 @@ class WebhookSender:
         if max_response_bytes < 0:
             raise ValueError(f"max_response_bytes must be >= 0, got {max_response_bytes}")
         self._pool_size = pool_size
-        self._per_host_limit = per_host_limit  # 0: no limit per host
         self._timeout_s = timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._max_response_bytes = max_response_bytes
@@ -105,9 +102,7 @@ class WebhookSender:
     def _new_connector(self) -> aiohttp.TCPConnector:
         return aiohttp.TCPConnector(
             limit=self._pool_size,
-            # Lanes limit each endpoint; this caps connections to one host, since past a few
-            # hundred busy connections aiohttp's cost per request grows.
-            limit_per_host=self._per_host_limit,
+            limit_per_host=0,  # per-endpoint limits are the lanes' job
             ttl_dns_cache=300,
             keepalive_timeout=_KEEPALIVE_S,
             enable_cleanup_closed=_NEEDS_CLEANUP_CLOSED,

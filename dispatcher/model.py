@@ -77,9 +77,9 @@ class DeliverySettings:
     max_response_bytes: int = 4096  # read at most this prefix of a response body
     max_body_bytes: int = 1_048_576  # a larger event is dead-lettered as permanent
     max_buffered: int = 10_000  # deliveries held per worker before partitions pause
-    # Connections to one host (all its endpoints together); more busy connections cost
-    # aiohttp more per request than they gain against a fast host.
-    max_connections_per_host: int = 512
+    # Requests in flight to one host (all its endpoints together) start at this many and grow
+    # with the host's latency (limits.HostConcurrency), up to the sum of its endpoints' limits.
+    min_connections_per_host: int = 64
     shutdown_grace_s: float = 10.0
 
 

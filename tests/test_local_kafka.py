@@ -40,8 +40,9 @@ def test_a_broker_that_does_not_come_up_in_time_is_stopped() -> None:
     pids_before, dirs_before = _kafka_pids(), _data_dirs()
     with pytest.raises(local_kafka.LocalKafkaError, match="did not answer within 0 s"):
         local_kafka.start_broker(ready_timeout_s=0.0)
-    assert _kafka_pids() == pids_before  # the started JVM was ended
-    assert _data_dirs() == dirs_before  # and its data deleted
+    # Nothing new survives (other brokers on the machine may come and go meanwhile).
+    assert _kafka_pids() <= pids_before  # the started JVM was ended
+    assert _data_dirs() <= dirs_before  # and its data deleted
 
 
 def _data_dirs() -> set[str]:
@@ -49,8 +50,9 @@ def _data_dirs() -> set[str]:
 
 
 def test_the_cli_prints_one_line_and_exits_2_on_bad_input(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         port = held.getsockname()[1]

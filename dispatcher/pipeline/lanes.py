@@ -34,6 +34,7 @@ from dispatcher.kafka.producer import LoopProducer
 from dispatcher.limits import limiter_for
 from dispatcher.model import DeliverySettings, Endpoint, HttpResult, KafkaSettings, Ordering
 from dispatcher.outcomes import ERROR_BODY_TOO_LARGE, OutcomeClass, classify
+from dispatcher.pipeline.hosts import HostSlots
 from dispatcher.pipeline.partitions import PartitionState
 from dispatcher.records import DeliveryMeta
 from dispatcher.signing import Signer
@@ -91,9 +92,10 @@ class LaneContext:
 class Lane:
     """The deliveries of one endpoint on this worker."""
 
-    def __init__(self, endpoint: Endpoint, ctx: LaneContext) -> None:
+    def __init__(self, endpoint: Endpoint, ctx: LaneContext, host_slots: HostSlots) -> None:
         self.endpoint = endpoint
         self._ctx = ctx
+        self._host_slots = host_slots  # shared by every lane of the endpoint's host
         self._signer = Signer(endpoint.secrets)
         self._limiter = limiter_for(endpoint.rate_limit_per_s, ctx.clock)
         self._key_id = endpoint.id.encode()
@@ -190,13 +192,19 @@ class Lane:
         while wait > 0:
             await asyncio.sleep(wait)
             wait = self._limiter.try_take()
-        headers = self._signer.headers(delivery.meta.event_id, int(time.time()), delivery.body)
+        slots = self._host_slots
+        await slots.acquire()
         stats = self._ctx.stats
         stats.in_flight += 1
+        latency: float | None = None
         try:
-            return await self._ctx.sender.send(self.endpoint.url, delivery.body, headers)
+            headers = self._signer.headers(delivery.meta.event_id, int(time.time()), delivery.body)
+            result = await self._ctx.sender.send(self.endpoint.url, delivery.body, headers)
+            latency = result.latency_s
+            return result
         finally:
             stats.in_flight -= 1
+            slots.release(latency)
 
     async def _backoff(self, attempt: int, result: HttpResult) -> bool:
         """Wait before the next attempt; False if the worker is stopping meanwhile."""

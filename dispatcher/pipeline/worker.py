@@ -21,6 +21,7 @@ from dispatcher.kafka.clients import consumer_config, producer_config
 from dispatcher.kafka.poller import ConsumerPoller, Offsets, Partitions
 from dispatcher.kafka.producer import LoopProducer
 from dispatcher.model import Settings
+from dispatcher.pipeline.hosts import slots_by_endpoint
 from dispatcher.pipeline.lanes import Delivery, Lane, LaneContext
 from dispatcher.pipeline.partitions import PartitionState
 from dispatcher.pipeline.router import RouterStage
@@ -29,7 +30,7 @@ from dispatcher.stats import WorkerStats
 
 log = logging.getLogger(__name__)
 
-HOUSEKEEPING_INTERVAL_S = 0.1
+RESUME_CHECK_INTERVAL_S = 0.01  # offsets are stored every 0.1 s
 MAX_POOL_SIZE = 4096
 
 
@@ -49,9 +50,9 @@ class Worker:
         settings = self.settings
         delivery = settings.delivery
         lanes_total = sum(e.max_in_flight for e in settings.endpoints)
+        # Requests wait for a host slot before they reach aiohttp, so its pool never queues.
         self._sender = WebhookSender(
             pool_size=min(MAX_POOL_SIZE, lanes_total),
-            per_host_limit=min(delivery.max_connections_per_host, lanes_total),
             timeout_s=delivery.timeout_s,
             connect_timeout_s=delivery.connect_timeout_s,
             max_response_bytes=delivery.max_response_bytes,
@@ -59,7 +60,8 @@ class Worker:
         await self._sender.start()
         self._producer = LoopProducer(producer_config(settings.kafka))
         self._ctx = LaneContext(self._sender, self._producer, settings.kafka, delivery, self.stats)
-        self._lanes = {e.id.encode(): Lane(e, self._ctx) for e in settings.endpoints}
+        slots = slots_by_endpoint(settings.endpoints, delivery.min_connections_per_host)
+        self._lanes = {e.id.encode(): Lane(e, self._ctx, slots[e.id]) for e in settings.endpoints}
         self._router = RouterStage(
             settings, make_decoder(settings.kafka), self._producer, self.stats
         )
@@ -156,12 +158,18 @@ class Worker:
         """Store watermarks, resume paused partitions, surface lane failures."""
         stats = self.stats
         low_water = self.settings.delivery.max_buffered // 2
+        ticks = 0
         while True:
-            await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
-            self._store_offsets()
+            # Resuming is checked often: a late resume leaves the lanes idle while the
+            # consumer fetches again. Offsets are stored every tenth tick.
+            await asyncio.sleep(RESUME_CHECK_INTERVAL_S)
             if stats.paused and stats.buffered <= low_water:
                 self._poller.resume()
                 stats.paused = False
+            ticks += 1
+            if ticks % 10:
+                continue
+            self._store_offsets()
             if self._ctx.errors:
                 raise self._ctx.errors[0]
             if self._router.failed is not None:

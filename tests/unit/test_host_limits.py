@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from dispatcher.limits import HostConcurrency
+from dispatcher.model import Endpoint
+from dispatcher.pipeline.hosts import HostSlots, slots_by_endpoint
+
+
+def test_a_slow_host_at_steady_latency_grows_to_its_ceiling() -> None:
+    limit = HostConcurrency(floor=8, ceiling=500)
+    for _ in range(5_000):
+        limit.observe(0.1)
+    assert limit.limit == 500
+
+
+def test_latency_that_grows_with_concurrency_keeps_the_limit_low() -> None:
+    limit = HostConcurrency(floor=8, ceiling=5_000)
+    limit.observe(0.001)  # the no-load latency
+    for _ in range(5_000):
+        limit.observe(0.001 + limit.limit * 0.001)  # our own queueing: 1 ms per request
+    assert limit.limit <= 16  # halved each window, plus the headroom of 8
+
+
+def test_queueing_shrinks_a_grown_limit() -> None:
+    limit = HostConcurrency(floor=8, ceiling=1_000)
+    for _ in range(20_000):
+        limit.observe(0.01)
+    grown = limit.limit
+    for _ in range(2_000):
+        limit.observe(0.05)  # five times the no-load latency
+    assert grown == 1_000
+    assert limit.limit < grown // 4
+
+
+def test_bad_bounds_are_refused() -> None:
+    with pytest.raises(ValueError, match="floor <= ceiling"):
+        HostConcurrency(floor=10, ceiling=5)
+
+
+def _endpoint(eid: str, url: str, in_flight: int) -> Endpoint:
+    return Endpoint(eid, url, (b"k" * 24,), ("*",), max_in_flight=in_flight)
+
+
+def test_endpoints_share_the_slots_of_their_host_only() -> None:
+    slots = slots_by_endpoint(
+        [
+            _endpoint("a", "http://h1:80/x", 4),
+            _endpoint("b", "http://h1:80/y", 4),
+            _endpoint("c", "http://h1:81/x", 4),
+            _endpoint("d", "https://h1:80/x", 4),
+        ],
+        floor=64,
+    )
+    assert slots["a"] is slots["b"]
+    assert len({id(slots[e]) for e in "acd"}) == 3  # port and scheme make other hosts
+
+
+async def test_requests_past_the_limit_wait_in_order() -> None:
+    slots = HostSlots(HostConcurrency(floor=2, ceiling=2))
+    await slots.acquire()
+    await slots.acquire()
+    order: list[str] = []
+
+    async def queued(name: str) -> None:
+        await slots.acquire()
+        order.append(name)
+
+    first = asyncio.create_task(queued("first"))
+    second = asyncio.create_task(queued("second"))
+    await asyncio.sleep(0)
+    assert order == []
+    slots.release(None)
+    await first
+    assert order == ["first"]
+    slots.release(None)
+    await second
+    assert order == ["first", "second"]
+    assert slots.in_flight == 2
+
+
+async def test_a_cancelled_waiter_gives_its_slot_back() -> None:
+    slots = HostSlots(HostConcurrency(floor=1, ceiling=1))
+    await slots.acquire()
+    waiting = asyncio.create_task(slots.acquire())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    slots.release(None)
+    assert slots.in_flight == 0
