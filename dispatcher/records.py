@@ -65,7 +65,10 @@ class BadDeliveryRecord(ValueError):
 def read_delivery_headers(
     headers: Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None] | None,
 ) -> DeliveryMeta:
-    fields = {k: v.encode() if isinstance(v, str) else v for k, v in _items(headers)}
+    if type(headers) is list:  # the consumer's own form: values are bytes already
+        fields: dict[str, bytes | None] = dict(headers)
+    else:
+        fields = {k: v.encode() if isinstance(v, str) else v for k, v in _items(headers)}
     try:
         event_id = _text(fields, H_EVENT_ID)
         event_type = _text(fields, H_EVENT_TYPE)
@@ -84,8 +87,6 @@ def _items(
 ) -> Iterable[tuple[str, str | bytes | None]]:
     if headers is None:
         return ()
-    if type(headers) is list:  # what the consumer gives; isinstance on an ABC costs more
-        return headers
     if isinstance(headers, Mapping):
         return headers.items()
     return headers

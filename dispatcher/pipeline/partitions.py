@@ -20,19 +20,16 @@ class PartitionPhase(enum.Enum):
 
 
 class PartitionState:
-    __slots__ = ("_drained", "in_flight", "partition", "phase", "topic", "watermark")
+    __slots__ = ("_drained", "active", "in_flight", "partition", "phase", "topic", "watermark")
 
     def __init__(self, topic: str, partition: int) -> None:
         self.topic = topic
         self.partition = partition
         self.watermark = PartitionWatermark()
         self.phase = PartitionPhase.ASSIGNED
+        self.active = True  # phase is ASSIGNED; a plain attribute, read per record
         self.in_flight = 0  # work started and not yet durable (counted until it finishes)
         self._drained: asyncio.Event | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.phase is PartitionPhase.ASSIGNED
 
     def started(self) -> None:
         self.in_flight += 1
@@ -54,6 +51,7 @@ class PartitionState:
     async def revoke(self, timeout_s: float) -> int | None:
         """Stop new work, wait (bounded) for started work; return the offset to commit."""
         self.phase = PartitionPhase.REVOKING
+        self.active = False
         if self.in_flight:
             self._drained = asyncio.Event()
             # What is still running after the bound is redelivered to the next owner.
