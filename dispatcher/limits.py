@@ -100,9 +100,9 @@ class HostConcurrency:
     connections, a slow one many (rate x latency). Latency alone cannot size the limit,
     since queueing in our own loop raises it too; its *growth* can. As in Netflix's
     gradient limiter: once per window of `limit` completions, the limit is scaled by
-    `2 x no-load latency / recent latency` (within [0.5, 1]) and then allowed an eighth
-    (at least `headroom`) more. While latency stays within twice its floor the limit grows
-    geometrically; once queueing doubles it, the limit shrinks.
+    `2 x no-load latency / recent latency` (at least 0.5) and then allowed an eighth (at
+    least `headroom`) more; while latency stays within twice its floor the limit doubles
+    instead. Once our own queueing doubles the latency, the limit shrinks.
     """
 
     __slots__ = ("_ceiling", "_floor", "_headroom", "_in_window", "_noload_s", "_recent_s", "limit")
@@ -127,6 +127,8 @@ class HostConcurrency:
             return
         self._in_window = 0
         ratio = _TOLERANCE * self._noload_s / self._recent_s if self._recent_s else 1.0
-        gradient = min(1.0, max(0.5, ratio))
-        wanted = int(self.limit * gradient) + max(self._headroom, self.limit // 8)
+        if ratio >= 1.0:
+            wanted = self.limit * 2  # no queueing: grow fast, a slow host needs hundreds
+        else:
+            wanted = int(self.limit * max(0.5, ratio)) + max(self._headroom, self.limit // 8)
         self.limit = min(self._ceiling, max(self._floor, wanted))

@@ -22,6 +22,9 @@ def consumer_config(kafka: KafkaSettings) -> dict[str, Any]:
         "heartbeat.interval.ms": 2_000,
         "fetch.wait.max.ms": 50,
         "queued.max.messages.kbytes": 32768,
+        # With the local queue full librdkafka waits this long before fetching again
+        # (1 s by default), which left the lanes idle after every backpressure pause.
+        "fetch.queue.backoff.ms": 20,
     }
     config.update(dict(kafka.client_config))
     return config
