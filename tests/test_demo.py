@@ -29,7 +29,8 @@ from dispatcher.demo import (
     parse_progress,
 )
 from dispatcher.model import Ordering
-from dispatcher.receiver import Received, _arrival_line
+from dispatcher.receiver import Received
+from dispatcher.receiver.output import arrival_line as _arrival_line
 from dispatcher.runner import progress_line
 from dispatcher.signing import decode_secret
 from dispatcher.stats import WorkerStats
