@@ -17,7 +17,8 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from confluent_kafka import KafkaError, Message
 
@@ -78,15 +79,16 @@ class LaneContext:
         self.errors: list[BaseException] = []
         self.report_failure = _report_failure(producer)
 
-    def spawn(self, coro: asyncio.Future[None] | asyncio.Task[None] | object) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self._reap)
 
     def _reap(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.errors.append(task.exception())  # type: ignore[arg-type]
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            self.errors.append(error)
 
 
 class Lane:
@@ -116,7 +118,8 @@ class Lane:
             queue.append(delivery)
         else:
             self._queue.append(delivery)
-        if self._runners < self._max_runners:
+        # In key mode a runner is only useful for a key that no runner holds yet.
+        if self._runners < self._max_runners and (not self._by_key or self._ready_keys):
             self._runners += 1
             self._ctx.spawn(self._run_keyed() if self._by_key else self._run())
 

@@ -195,7 +195,9 @@ class Worker:
             for task in late:
                 task.cancel()  # their offsets stay unfinished: redelivered, never lost
         for lane in self._lanes.values():
-            self.stats.abandoned += lane.drop_queued()
+            dropped = lane.drop_queued()
+            self.stats.abandoned += dropped
+            self.stats.buffered -= dropped
         await self._producer.drain(grace)
         self._store_offsets()
         self._closing = True
