@@ -27,8 +27,10 @@ COUNTERS = {
 }
 GAUGES = {
     "in_flight": "HTTP requests on the wire",
-    "buffered": "Events and deliveries held in memory",
-    "paused": "1 while the consumer is paused for backpressure",
+    "buffered": "Deliveries held in memory",
+    "routing": "Source events whose delivery records are not all acknowledged",
+    "paused_sources": "1 while source partitions are paused for backpressure",
+    "paused_deliveries": "1 while deliveries partitions are paused for backpressure",
 }
 
 

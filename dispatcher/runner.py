@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def progress_line(stats: WorkerStats, rate_per_s: float) -> str:
-    paused = "  PAUSED (buffer full)" if stats.paused else ""
+    paused = "  PAUSED (buffer full)" if stats.paused_deliveries or stats.paused_sources else ""
     return (
         f"read {stats.events_read}  delivered {stats.delivered}  in flight {stats.in_flight}"
         f"  buffered {stats.buffered}  failed attempts {stats.attempts_failed}"

@@ -17,7 +17,9 @@ class WorkerStats:
     dead_lettered: int = 0
     abandoned: int = 0  # queued work dropped on revocation or shutdown (redelivered later)
     in_flight: int = 0  # requests on the wire now
-    buffered: int = 0  # source events and deliveries held in memory now
-    paused: bool = False
-    pauses: int = 0  # times the consumer paused for backpressure
+    buffered: int = 0  # deliveries held in memory now (stage 2)
+    routing: int = 0  # source events whose delivery records are not all acknowledged (stage 1)
+    paused_sources: bool = False  # source partitions paused: `routing` at its ceiling
+    paused_deliveries: bool = False  # deliveries partitions paused: `buffered` at its ceiling
+    pauses: int = 0  # times a group of partitions paused for backpressure
     peak_buffered: int = 0  # highest `buffered` seen after a batch was taken

@@ -75,12 +75,13 @@ class ConsumerPoller:
         )
         self._thread.start()
 
-    def pause(self) -> None:
-        """Stop fetching every assigned partition (keeps polling, so the group keeps us)."""
-        self._requests.append(self._pause_all)
+    def pause(self, topics: frozenset[str]) -> None:
+        """Stop fetching the assigned partitions of `topics` (polling goes on, so the group
+        keeps us)."""
+        self._requests.append(lambda: self._consumer.pause(self._assigned_of(topics)))
 
-    def resume(self) -> None:
-        self._requests.append(self._resume_all)
+    def resume(self, topics: frozenset[str]) -> None:
+        self._requests.append(lambda: self._consumer.resume(self._assigned_of(topics)))
 
     def store(self, offsets: Offsets) -> None:
         """Hand watermarks to librdkafka; it commits them in the background."""
@@ -139,11 +140,8 @@ class ConsumerPoller:
         while requests:
             requests.popleft()()
 
-    def _pause_all(self) -> None:
-        self._consumer.pause(self._consumer.assignment())
-
-    def _resume_all(self) -> None:
-        self._consumer.resume(self._consumer.assignment())
+    def _assigned_of(self, topics: frozenset[str]) -> list[TopicPartition]:
+        return [tp for tp in self._consumer.assignment() if tp.topic in topics]
 
     def _store(self, offsets: Offsets) -> None:
         try:

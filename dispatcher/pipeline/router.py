@@ -44,7 +44,7 @@ class FanOut:
         self.remaining -= 1
         if self.remaining == 0:
             self.part.finished(self.offset)
-            self.on_done.stats.buffered -= 1
+            self.on_done.stats.routing -= 1
 
 
 class RouterStage:
@@ -89,7 +89,7 @@ class RouterStage:
             message.key(),
             (part.topic, part.partition, offset),
         )
-        stats.buffered += 1
+        stats.routing += 1
         stats.deliveries_fanned_out += len(endpoints)
         callback = FanOut(part, offset, len(endpoints), self)
         produce = self._producer.produce
@@ -119,7 +119,7 @@ class RouterStage:
             dead_time_ms=int(time.time() * 1000),
             key=message.key(),
         )
-        self.stats.buffered += 1
+        self.stats.routing += 1
         callback = FanOut(part, offset, 1, self)
         self._producer.produce(
             self._dlq_topic, message.key(), encode_dead_letter(record), None, callback

@@ -3,8 +3,8 @@
 The worker subscribes to the source topics and to `<prefix>.deliveries` in one consumer group;
 each record goes to the stage of its topic. Offsets are stored by watermark, a few times a
 second, and committed by librdkafka in the background and synchronously on revocation and
-shutdown. Buffered work has a ceiling: above it every partition is paused, below half of it
-they resume.
+shutdown. Buffered work has a ceiling per stage (source events awaiting their acks; deliveries
+in memory): above it that stage's partitions are paused, below half of it they resume.
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ class Worker:
             settings, make_decoder(settings.kafka), self._producer, self.stats
         )
         self._deliveries_topic = settings.kafka.deliveries_topic
+        self._deliveries_topics = frozenset([self._deliveries_topic])
+        self._source_topics = frozenset(settings.kafka.source_topics)
         loop = asyncio.get_running_loop()
         self._poller = ConsumerPoller(
             consumer_config(settings.kafka),
@@ -115,9 +117,16 @@ class Worker:
                 ingest_event(message, part)
         stats = self.stats
         stats.peak_buffered = max(stats.peak_buffered, stats.buffered)
-        if not stats.paused and stats.buffered >= self.settings.delivery.max_buffered:
-            self._poller.pause()
-            stats.paused = True
+        ceiling = self.settings.delivery.max_buffered
+        # Each stage pauses only its own input: stage 1 keeps filling the deliveries topic
+        # (durable, not memory) while stage 2 drains, so stage 2 never waits on stage 1.
+        if not stats.paused_deliveries and stats.buffered >= ceiling:
+            self._poller.pause(self._deliveries_topics)
+            stats.paused_deliveries = True
+            stats.pauses += 1
+        if not stats.paused_sources and stats.routing >= ceiling:
+            self._poller.pause(self._source_topics)
+            stats.paused_sources = True
             stats.pauses += 1
 
     def _ingest_delivery(self, message: Message, part: PartitionState) -> None:
@@ -163,9 +172,12 @@ class Worker:
             # Resuming is checked often: a late resume leaves the lanes idle while the
             # consumer fetches again. Offsets are stored every tenth tick.
             await asyncio.sleep(RESUME_CHECK_INTERVAL_S)
-            if stats.paused and stats.buffered <= low_water:
-                self._poller.resume()
-                stats.paused = False
+            if stats.paused_deliveries and stats.buffered <= low_water:
+                self._poller.resume(self._deliveries_topics)
+                stats.paused_deliveries = False
+            if stats.paused_sources and stats.routing <= low_water:
+                self._poller.resume(self._source_topics)
+                stats.paused_sources = False
             ticks += 1
             if ticks % 10:
                 continue
