@@ -83,6 +83,14 @@ class ConsumerPoller:
     def resume(self, topics: frozenset[str]) -> None:
         self._requests.append(lambda: self._consumer.resume(self._assigned_of(topics)))
 
+    def pause_partitions(self, partitions: Partitions) -> None:
+        tps = [TopicPartition(t, p) for t, p in partitions]
+        self._requests.append(lambda: self._consumer.pause(tps))
+
+    def resume_partitions(self, partitions: Partitions) -> None:
+        tps = [TopicPartition(t, p) for t, p in partitions]
+        self._requests.append(lambda: self._consumer.resume(tps))
+
     def store(self, offsets: Offsets) -> None:
         """Hand watermarks to librdkafka; it commits them in the background."""
         if offsets:

@@ -158,7 +158,7 @@ class Lane:
         stats = ctx.stats
         part = delivery.part
         if not part.active:  # revoked while queued: the next owner delivers it
-            stats.buffered -= 1
+            _unbuffer(delivery, stats)
             stats.abandoned += 1
             return
         part.started()
@@ -174,7 +174,7 @@ class Lane:
                 stats.delivered += 1
                 self._publish_outcome(delivery, "delivered", attempt, result)
                 part.finished(delivery.offset)
-                stats.buffered -= 1
+                _unbuffer(delivery, stats)
                 return
             stats.attempts_failed += 1
             retry = verdict is OutcomeClass.RETRYABLE and should_retry(
@@ -186,7 +186,7 @@ class Lane:
             self._publish_outcome(delivery, "retry", attempt, result)
             if not await self._backoff(attempt, result):
                 part.abandoned()  # shutting down: not finished, so redelivered after restart
-                stats.buffered -= 1
+                _unbuffer(delivery, stats)
                 stats.abandoned += 1
                 return
 
@@ -275,11 +275,17 @@ class Lane:
             else:
                 ctx.stats.dead_lettered += 1
                 delivery.part.finished(delivery.offset)
-            ctx.stats.buffered -= 1
+            _unbuffer(delivery, ctx.stats)
 
         ctx.producer.produce(
             ctx.kafka.dlq_topic, self._key_id, encode_dead_letter(record), None, acknowledged
         )
+
+
+def _unbuffer(delivery: Delivery, stats: WorkerStats) -> None:
+    """The delivery no longer waits in memory (done, dead-lettered or given up)."""
+    stats.buffered -= 1
+    delivery.part.buffered -= 1
 
 
 _TOO_LARGE = HttpResult(status=None, error=ERROR_BODY_TOO_LARGE, retry_after_s=None, latency_s=0.0)

@@ -20,7 +20,17 @@ class PartitionPhase(enum.Enum):
 
 
 class PartitionState:
-    __slots__ = ("_drained", "active", "in_flight", "partition", "phase", "topic", "watermark")
+    __slots__ = (
+        "_drained",
+        "active",
+        "buffered",
+        "in_flight",
+        "partition",
+        "paused",
+        "phase",
+        "topic",
+        "watermark",
+    )
 
     def __init__(self, topic: str, partition: int) -> None:
         self.topic = topic
@@ -29,6 +39,8 @@ class PartitionState:
         self.phase = PartitionPhase.ASSIGNED
         self.active = True  # phase is ASSIGNED; a plain attribute, read per record
         self.in_flight = 0  # work started and not yet durable (counted until it finishes)
+        self.buffered = 0  # deliveries of this partition held in memory (stage 2)
+        self.paused = False  # fetching paused for backpressure
         self._drained: asyncio.Event | None = None
 
     def started(self) -> None:

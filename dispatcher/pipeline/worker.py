@@ -43,6 +43,7 @@ class Worker:
         self.settings = settings
         self.stats = stats or WorkerStats()
         self._parts: dict[tuple[str, int], PartitionState] = {}
+        self._paused: set[PartitionState] = set()  # deliveries partitions paused when full
         self._closing = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -66,7 +67,6 @@ class Worker:
             settings, make_decoder(settings.kafka), self._producer, self.stats
         )
         self._deliveries_topic = settings.kafka.deliveries_topic
-        self._deliveries_topics = frozenset([self._deliveries_topic])
         self._source_topics = frozenset(settings.kafka.source_topics)
         loop = asyncio.get_running_loop()
         self._poller = ConsumerPoller(
@@ -120,14 +120,44 @@ class Worker:
         ceiling = self.settings.delivery.max_buffered
         # Each stage pauses only its own input: stage 1 keeps filling the deliveries topic
         # (durable, not memory) while stage 2 drains, so stage 2 never waits on stage 1.
-        if not stats.paused_deliveries and stats.buffered >= ceiling:
-            self._poller.pause(self._deliveries_topics)
-            stats.paused_deliveries = True
-            stats.pauses += 1
+        self._pause_full_delivery_partitions()
         if not stats.paused_sources and stats.routing >= ceiling:
             self._poller.pause(self._source_topics)
             stats.paused_sources = True
             stats.pauses += 1
+
+    def _delivery_share(self) -> int:
+        """Deliveries one partition may hold in memory: an equal share of the ceiling, so
+        one partition's slow endpoints cannot take the buffer from the others'."""
+        assigned = sum(1 for t, _ in self._parts if t == self._deliveries_topic)
+        return max(1, self.settings.delivery.max_buffered // max(1, assigned))
+
+    def _pause_full_delivery_partitions(self) -> None:
+        share = self._delivery_share()
+        full = [
+            part
+            for (topic, _), part in self._parts.items()
+            if topic == self._deliveries_topic and not part.paused and part.buffered >= share
+        ]
+        if not full:
+            return
+        for part in full:
+            part.paused = True
+            self._paused.add(part)
+        self._poller.pause_partitions([(p.topic, p.partition) for p in full])
+        self.stats.pauses += len(full)
+        self.stats.paused_deliveries = True
+
+    def _resume_drained_delivery_partitions(self) -> None:
+        low_water = self._delivery_share() // 2
+        drained = [p for p in self._paused if not p.active or p.buffered <= low_water]
+        if not drained:
+            return
+        for part in drained:
+            part.paused = False
+            self._paused.discard(part)
+        self._poller.resume_partitions([(p.topic, p.partition) for p in drained if p.active])
+        self.stats.paused_deliveries = bool(self._paused)
 
     def _ingest_delivery(self, message: Message, part: PartitionState) -> None:
         offset: int = message.offset()  # type: ignore[assignment]
@@ -147,6 +177,7 @@ class Worker:
             self._router.dead_letter(message, part, offset, "endpoint not in config")
             return
         stats.buffered += 1
+        part.buffered += 1
         lane.submit(Delivery(part, offset, message.value() or b"", meta))
 
     def _on_assign(self, partitions: Partitions) -> None:
@@ -172,9 +203,8 @@ class Worker:
             # Resuming is checked often: a late resume leaves the lanes idle while the
             # consumer fetches again. Offsets are stored every tenth tick.
             await asyncio.sleep(RESUME_CHECK_INTERVAL_S)
-            if stats.paused_deliveries and stats.buffered <= low_water:
-                self._poller.resume(self._deliveries_topics)
-                stats.paused_deliveries = False
+            if self._paused:
+                self._resume_drained_delivery_partitions()
             if stats.paused_sources and stats.routing <= low_water:
                 self._poller.resume(self._source_topics)
                 stats.paused_sources = False
