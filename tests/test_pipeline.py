@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable
 
@@ -274,3 +275,40 @@ async def test_backpressure_pauses_at_the_ceiling_and_resumes_until_done(
     assert stats.pauses >= 2  # it paused, resumed, and paused again
     assert stats.peak_buffered <= 50 + BATCH_SIZE  # at most one batch past the ceiling
     assert {r.webhook_id for r in receiver.records} == {e.id for e in sent}
+
+
+def _partition_of(key: str, partitions: int) -> int:
+    # librdkafka's default partitioner (consistent_random) is CRC-32 of the key.
+    return zlib.crc32(key.encode()) % partitions
+
+
+async def test_a_full_buffer_of_slow_deliveries_does_not_stall_another_partition(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    slow_partition = _partition_of("slow", 2)
+    fast_id = next(
+        f"fast-{n}" for n in range(100) if _partition_of(f"fast-{n}", 2) != slow_partition
+    )
+    async with RecordingReceiver(behaviours={"slow": Behaviour(latency_s=2.0)}) as receiver:
+        endpoints = [
+            endpoint("slow", receiver.url, ["*"], max_in_flight=1),
+            endpoint(fast_id, receiver.url, ["*"]),
+        ]
+        # A buffer far smaller than the slow endpoint's backlog: a single shared ceiling
+        # would fill with slow deliveries and pause the fast endpoint's partition too.
+        settings = build_settings(
+            kafka_bootstrap, unique_name, endpoints, partitions=2, max_buffered=20
+        )
+        create_all_topics(settings, source_partitions=1)
+        sent = produce_events(settings, 300, TYPES)
+        async with running_worker(settings) as worker:
+            await receiver.wait_for(
+                lambda records: sum(r.endpoint_id == fast_id for r in records) >= len(sent),
+                WAIT_S,
+            )
+            slow_seen = sum(r.endpoint_id == "slow" for r in receiver.records)
+    assert {r.webhook_id for r in receiver.records if r.endpoint_id == fast_id} == {
+        e.id for e in sent
+    }
+    assert slow_seen < 10
+    assert worker.stats.pauses >= 1  # the slow partition did hit its share
