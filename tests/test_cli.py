@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -121,3 +123,49 @@ async def test_two_worker_processes_share_the_work_and_stop_cleanly(
     per_endpoint = Counter(r.endpoint_id for r in receiver.records)
     assert per_endpoint["a"] >= 150
     assert per_endpoint["b"] >= 300
+
+
+async def test_metrics_are_served_for_prometheus(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    port = free_port()
+    async with RecordingReceiver() as receiver:
+        config = tmp_path / "m.toml"
+        text = config_text(kafka_bootstrap, unique_name, receiver.url)
+        config.write_text(
+            text.replace("[[endpoints]]", f"[metrics]\nport = {port}\n\n[[endpoints]]", 1)
+        )
+        assert (
+            dispatcher("topics", "--config", str(config), "--source-partitions", "1").returncode
+            == 0
+        )
+        assert dispatcher("produce", "--config", str(config), "--count", "20").returncode == 0
+        worker = start_workers(config, 1)
+        try:
+            await receiver.wait_for(
+                lambda rs: len({(r.endpoint_id, r.webhook_id) for r in rs}) >= 20, 90
+            )
+            scrape = await asyncio.to_thread(read_metrics, port)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(worker.communicate, timeout=60)
+    delivered = [
+        line
+        for line in scrape.splitlines()
+        if line.startswith("webhook_dispatcher_delivered_total ")
+    ]
+    assert len(delivered) == 1
+    assert float(delivered[0].split()[1]) >= 20
+    assert "webhook_dispatcher_in_flight " in scrape
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def read_metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        body: bytes = response.read()
+    return body.decode()
