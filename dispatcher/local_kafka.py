@@ -191,7 +191,8 @@ def _cluster_id() -> str:
 
 def _format_storage(java: str, libs: Path, data_dir: Path) -> None:
     cmd = _java_cmd(java, libs, data_dir, "kafka.tools.StorageTool")
-    cmd += ["format", "-t", _cluster_id(), "-c", str(data_dir / "server.properties")]
+    # "=" form: a random id may start with "-", which would read as an option.
+    cmd += ["format", f"--cluster-id={_cluster_id()}", "-c", str(data_dir / "server.properties")]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         tail = (done.stdout + done.stderr).strip().splitlines()[-2:]
