@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shutil
+import signal
 import sys
 import tempfile
 import uuid
@@ -141,13 +142,22 @@ def _float(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    # SIGTERM unwinds like Ctrl-C, so the sinks and the dispatcher are stopped on the way out.
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = run(args)
     except (kafka_io.BrokerMissing, baselines.BaselineError, SinkError) as exc:
         print(f"benchmarks: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("benchmarks: interrupted; sinks and dispatcher stopped", file=sys.stderr)
+        return 130
     path = results.write(result, args.results_dir)
     png = plot.draw(result, path.with_suffix(".png"))
     print(report.summary(result))
