@@ -48,6 +48,20 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down cleanly; raise WorkerFailed on failure."""
+        await self._build()
+        pump = asyncio.create_task(self._producer.run_pump(), name="producer-pump")
+        housekeeping = asyncio.create_task(self._housekeeping(), name="housekeeping")
+        self._poller.start()
+        failure: BaseException | None = None
+        try:
+            failure = await self._until_stopped_or_failed(stop, pump, housekeeping)
+        finally:
+            await self._shutdown(pump, housekeeping)
+        if failure is not None:
+            raise WorkerFailed(str(failure)) from failure
+
+    async def _build(self) -> None:
+        """The worker's parts: sender, producer, lanes, router and the consumer's poller."""
         settings = self.settings
         delivery = settings.delivery
         lanes_total = sum(e.max_in_flight for e in settings.endpoints)
@@ -68,26 +82,15 @@ class Worker:
         )
         self._deliveries_topic = settings.kafka.deliveries_topic
         self._source_topics = frozenset(settings.kafka.source_topics)
-        loop = asyncio.get_running_loop()
         self._poller = ConsumerPoller(
             consumer_config(settings.kafka),
             [*settings.kafka.source_topics, self._deliveries_topic],
-            loop,
+            asyncio.get_running_loop(),
             self._on_batch,
             self._on_assign,
             self._on_revoke,
             delivery.shutdown_grace_s,
         )
-        pump = asyncio.create_task(self._producer.run_pump(), name="producer-pump")
-        housekeeping = asyncio.create_task(self._housekeeping(), name="housekeeping")
-        self._poller.start()
-        failure: BaseException | None = None
-        try:
-            failure = await self._until_stopped_or_failed(stop, pump, housekeeping)
-        finally:
-            await self._shutdown(pump, housekeeping)
-        if failure is not None:
-            raise WorkerFailed(str(failure)) from failure
 
     async def _until_stopped_or_failed(
         self, stop: asyncio.Event, *tasks: asyncio.Task[None]
