@@ -27,24 +27,24 @@ log = logging.getLogger(__name__)
 class FanOut:
     """Counts one source event's outstanding delivery records; finishes its offset at zero."""
 
-    __slots__ = ("offset", "on_done", "part", "remaining")
+    __slots__ = ("offset", "part", "remaining", "stage")
 
     def __init__(self, part: PartitionState, offset: int, remaining: int, stage: RouterStage):
         self.part = part
         self.offset = offset
         self.remaining = remaining
-        self.on_done = stage
+        self.stage = stage  # for its counters and its failure report
 
     def __call__(self, error: KafkaError | None, _message: Message) -> None:
         if error is not None:
             # Not finished: the watermark stays below this offset, so it is routed again
             # after a restart. The worker stops on a fatal producer error.
-            self.on_done.produce_failed(error)
+            self.stage.produce_failed(error)
             return
         self.remaining -= 1
         if self.remaining == 0:
             self.part.finished(self.offset)
-            self.on_done.stats.routing -= 1
+            self.stage.stats.routing -= 1
 
 
 class RouterStage:
