@@ -5,15 +5,15 @@ next offset to read, so once every offset below N is finished, N is stored; a fi
 offset above an unfinished one waits. Offsets need not be contiguous (compaction and
 transaction markers leave gaps), so the watermark follows the offsets actually added.
 
-Pure and single-threaded: the event loop is the only caller. One `OffsetTracker` per
-assignment; a revoked partition's watermark goes dead, so late completions cannot reach the
-watermark of a later assignment of the same partition.
+Pure and single-threaded: the event loop is the only caller. One `PartitionWatermark` per
+partition and assignment; a revoked partition's watermark goes dead, so late completions
+cannot reach the watermark of a later assignment of the same partition. What finished above
+the watermark travels with the commit (`offset_metadata`).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
 
 
 class PartitionWatermark:
@@ -83,6 +83,15 @@ class PartitionWatermark:
             raise ValueError(f"offset {offset} is past the watermark {mark}")
         self._reported = max(self._reported, offset)
 
+    def finished_above(self) -> list[int]:
+        """Finished offsets above the watermark, ascending (for the commit's metadata)."""
+        unfinished = self._unfinished
+        return [offset for offset in self._offsets if offset not in unfinished]
+
+    @property
+    def finished_above_count(self) -> int:
+        return len(self._offsets) - len(self._unfinished)
+
     @property
     def pending_count(self) -> int:
         """Added offsets not yet finished."""
@@ -97,66 +106,3 @@ class PartitionWatermark:
         self._revoked = True
         self._unfinished.clear()
         self._offsets.clear()
-
-
-TopicPartition = tuple[str, int]
-
-
-class OffsetTracker:
-    """One `PartitionWatermark` per (topic, partition) of one assignment."""
-
-    __slots__ = ("_partitions",)
-
-    def __init__(self) -> None:
-        self._partitions: dict[TopicPartition, PartitionWatermark] = {}
-
-    def add(self, topic: str, partition: int, offset: int) -> PartitionWatermark:
-        """Called as a record is read. Returns the partition's watermark: finishing through it
-        stays tied to this assignment even if the partition is revoked and assigned again."""
-        key = (topic, partition)
-        watermark = self._partitions.get(key)
-        if watermark is None:
-            watermark = self._partitions[key] = PartitionWatermark()
-        watermark.add(offset)
-        return watermark
-
-    def finish(self, topic: str, partition: int, offset: int) -> bool:
-        """Called when the record's work is durable. False if ignored (unknown or revoked)."""
-        watermark = self._partitions.get((topic, partition))
-        return watermark is not None and watermark.finish(offset)
-
-    def committable_offsets(self) -> list[tuple[str, int, int]]:
-        """(topic, partition, offset) for each partition whose watermark moved since the last
-        call; the offsets count as handed to `store_offsets` from here on."""
-        moved = []
-        for (topic, partition), watermark in self._partitions.items():
-            offset = watermark.committable()
-            if offset is not None:
-                watermark.mark_committed(offset)
-                moved.append((topic, partition, offset))
-        return moved
-
-    def revoke(self, partitions: Iterable[TopicPartition]) -> list[tuple[str, int, int]]:
-        """Drop `partitions`; returns their last unreported committable offsets, which the
-        caller may still store before the partitions are released."""
-        final = []
-        for topic, partition in partitions:
-            watermark = self._partitions.pop((topic, partition), None)
-            if watermark is None:
-                continue
-            offset = watermark.committable()
-            if offset is not None:
-                final.append((topic, partition, offset))
-            watermark.revoke()
-        return final
-
-    def pending(self, topic: str, partition: int) -> int:
-        """Unfinished offsets of one partition; 0 for a partition not tracked."""
-        watermark = self._partitions.get((topic, partition))
-        return 0 if watermark is None else watermark.pending_count
-
-    def pending_total(self) -> int:
-        return sum(w.pending_count for w in self._partitions.values())
-
-    def partitions(self) -> list[TopicPartition]:
-        return list(self._partitions)

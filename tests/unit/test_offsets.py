@@ -3,7 +3,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from dispatcher.offsets import OffsetTracker, PartitionWatermark
+from dispatcher.offsets import PartitionWatermark
 
 
 def watermark_with(*offsets: int) -> PartitionWatermark:
@@ -101,54 +101,6 @@ def test_revoked_watermark_ignores_finishes_and_refuses_adds() -> None:
         watermark.add(3)
 
 
-def test_tracker_reports_only_partitions_that_moved() -> None:
-    tracker = OffsetTracker()
-    for offset in range(3):
-        tracker.add("a", 0, offset)
-        tracker.add("a", 1, offset + 100)
-        tracker.add("b", 0, offset + 7)
-    assert tracker.committable_offsets() == []
-    assert tracker.finish("a", 0, 0)
-    assert tracker.finish("b", 0, 8)  # behind unfinished 7: no move
-    assert tracker.committable_offsets() == [("a", 0, 1)]
-    assert tracker.committable_offsets() == []
-    assert tracker.finish("b", 0, 7)
-    assert tracker.committable_offsets() == [("b", 0, 9)]
-    assert tracker.pending("a", 1) == 3
-    assert tracker.pending_total() == 6
-    assert tracker.pending("zz", 4) == 0
-
-
-def test_tracker_finish_of_unknown_partition_is_false() -> None:
-    assert not OffsetTracker().finish("a", 0, 1)
-
-
-def test_tracker_revoke_drops_partitions_and_returns_their_last_offsets() -> None:
-    tracker = OffsetTracker()
-    for offset in range(3):
-        tracker.add("a", 0, offset)
-        tracker.add("a", 1, offset)
-    tracker.finish("a", 0, 0)
-    tracker.finish("a", 1, 0)
-    assert tracker.revoke([("a", 0), ("gone", 9)]) == [("a", 0, 1)]
-    assert tracker.partitions() == [("a", 1)]
-    assert not tracker.finish("a", 0, 1)
-    assert tracker.pending("a", 0) == 0
-    assert tracker.committable_offsets() == [("a", 1, 1)]
-
-
-def test_late_finish_through_a_revoked_handle_cannot_touch_a_reassignment() -> None:
-    tracker = OffsetTracker()
-    old = tracker.add("a", 0, 10)
-    tracker.add("a", 0, 11)
-    tracker.revoke([("a", 0)])
-    new = tracker.add("a", 0, 10)  # the partition comes back, read again from 10
-    assert new is not old
-    assert not old.finish(10)
-    assert tracker.pending("a", 0) == 1
-    assert tracker.committable_offsets() == []
-
-
 class WatermarkModel(RuleBasedStateMachine):
     """Random interleavings of add, finish (including bogus ones) and commit, checked
     against a plain reference: the lowest unfinished offset, or last added + 1."""
@@ -227,3 +179,14 @@ def test_random_finish_orders_end_at_max_plus_one(offsets: list[int], data: st.D
             assert committable == min(unfinished, default=offsets[-1] + 1)
     assert watermark.committable() == offsets[-1] + 1
     assert watermark.pending_count == 0
+
+
+def test_finished_above_lists_what_a_new_owner_may_skip() -> None:
+    watermark = watermark_with(10, 11, 12, 14, 15)
+    watermark.finish(11)
+    watermark.finish(14)
+    assert watermark.watermark() == 10
+    assert watermark.finished_above() == [11, 14]
+    assert watermark.finished_above_count == 2
+    watermark.finish(10)  # the watermark moves to 12; 11 is below it now
+    assert watermark.finished_above() == [14]
