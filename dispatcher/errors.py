@@ -5,6 +5,7 @@
     +-- DecodeError                 an event that cannot be decoded: it goes to the DLQ
     +-- KafkaUnavailableError       the broker cannot be reached or refuses us
     +-- DeliveryError               a delivery could not be carried out (not an HTTP outcome)
+        +-- RecordRefused           the producer would not queue a record (too large, queue full)
 
 HTTP outcomes (timeouts, 5xx, ...) are values (`model.HttpResult`), not exceptions: they
 are expected and classified, never raised.
@@ -46,3 +47,7 @@ class KafkaUnavailableError(DispatcherError):
 
 class DeliveryError(DispatcherError):
     """A delivery could not be attempted or recorded (e.g. its retry record was not acked)."""
+
+
+class RecordRefused(DeliveryError):
+    """The producer would not even queue a record (too large, local queue full)."""

@@ -10,6 +10,11 @@ class WorkerStats:
     events_read: int = 0  # source events taken from Kafka
     events_unrouted: int = 0  # no endpoint subscribed to their type
     events_undecodable: int = 0  # sent to the DLQ by stage 1
+    events_too_large: int = 0  # too large for a delivery record: sent to the DLQ by stage 1
+    records_failed: int = 0  # processing raised: dead-lettered with the reason
+    deliveries_unreadable: int = 0  # delivery records without our headers: dead-lettered
+    skipped_finished: int = 0  # records a previous owner had finished (commit metadata)
+    metadata_overflows: int = 0  # commits whose finished-offset list did not fit
     deliveries_fanned_out: int = 0  # delivery records produced by stage 1
     deliveries_read: int = 0  # delivery records taken by stage 2
     delivered: int = 0  # 2xx

@@ -13,10 +13,10 @@ def consumer_config(kafka: KafkaSettings) -> dict[str, Any]:
         "group.id": kafka.group_id,
         "partition.assignment.strategy": "cooperative-sticky",
         "auto.offset.reset": "earliest",
-        # Offsets are stored by the watermark tracker only, then committed in the background.
+        # The worker commits watermarks itself, with the finished offsets above them in the
+        # metadata; auto-commit would skip a commit whose offset did not move.
         "enable.auto.offset.store": False,
-        "enable.auto.commit": True,
-        "auto.commit.interval.ms": 1000,
+        "enable.auto.commit": False,
         # A crashed worker's partitions move on after 10 s instead of librdkafka's 45 s.
         "session.timeout.ms": 10_000,
         "heartbeat.interval.ms": 2_000,

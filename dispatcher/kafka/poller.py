@@ -1,18 +1,22 @@
 """The consumer's poll thread: librdkafka never blocks the event loop.
 
-The thread calls `consume()` and hands each batch to the loop, waiting until the loop has
-taken it before fetching more (one batch in transit, no unbounded queue). Rebalance callbacks
-run on this thread inside `consume()`: an assignment is handed to the loop in order with the
-batches; a revocation waits (bounded) for the loop to release the partitions, whose returned
-offsets are then committed synchronously before librdkafka lets the partitions go.
+The thread calls `poll()`/`consume()` and hands each batch to the loop, waiting until the
+loop has taken it before fetching more (one batch in transit, no unbounded queue).
+Rebalance callbacks run on this thread inside `consume()`: an assignment is handed to the
+loop in order with the batches, with the committed offsets and their metadata (what a
+previous owner finished above its watermark); a revocation waits (bounded) for the loop to
+release the partitions, whose final offsets are then committed synchronously before
+librdkafka lets them go. Lost partitions are released without a commit.
 
-The loop never waits for this thread while it holds work the thread needs, so the waits here
-cannot deadlock: the producer is polled by the loop itself, not by this thread.
+Offsets are committed explicitly (auto-commit is off): librdkafka's auto-commit skips an
+offset equal to the committed one, which would drop new metadata while a slow record holds
+the watermark. A commit request only covers partitions still assigned when the thread runs
+it, so a commit queued before a revocation cannot land after the revocation's final one.
 
 Only this thread touches the Consumer. confluent-kafka serialises calls on one handle, so a
-`store_offsets` or `pause` from the loop would wait for `consume()` to return, and could
-starve behind it; the loop queues such requests instead and this thread runs them between
-two `consume()` calls.
+`commit` or `pause` from the loop would wait for `consume()` to return; the loop queues such
+requests instead and this thread runs them between polls. Whatever ends this thread early
+is reported to the worker's supervisor: a worker that stopped consuming never runs on.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -32,8 +37,14 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000
 POLL_TIMEOUT_S = 0.05
+COMMITTED_TIMEOUT_S = 10.0
+ERROR_REPORT_INTERVAL_S = 30.0
 Partitions = list[tuple[str, int]]
-Offsets = list[tuple[str, int, int]]
+# (topic, partition, committed offset or None, its metadata)
+Assigned = list[tuple[str, int, int | None, str]]
+# (topic, partition, offset, metadata)
+Commits = list[tuple[str, int, int, str]]
+FailureReport = Callable[[str, BaseException | str], None]
 
 
 class ConsumerPoller:
@@ -45,17 +56,20 @@ class ConsumerPoller:
         topics: Sequence[str],
         loop: asyncio.AbstractEventLoop,
         on_batch: Callable[[list[Message]], None],
-        on_assign: Callable[[Partitions], None],
-        on_revoke: Callable[[Partitions], Awaitable[Offsets]],
+        on_assign: Callable[[Assigned], None],
+        on_revoke: Callable[[Partitions, bool], Awaitable[Commits]],
         revoke_timeout_s: float,
+        on_failure: FailureReport,
     ) -> None:
-        self._consumer = Consumer(config, logger=log)
+        config = {**config, "on_commit": self._committed}
+        self._consumer = Consumer(config) if "logger" in config else Consumer(config, logger=log)
         self._topics = list(topics)
         self._loop = loop
         self._on_batch = on_batch
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self._revoke_timeout_s = revoke_timeout_s
+        self._on_failure = on_failure
         self._stop_fetching = threading.Event()
         self._close_requested = threading.Event()
         self._taken = threading.Event()
@@ -63,6 +77,7 @@ class ConsumerPoller:
         self._requests: deque[Callable[[], None]] = deque()
         self._closed: asyncio.Future[None] = loop.create_future()
         self._thread = threading.Thread(target=self._run, name="kafka-poll", daemon=True)
+        self._error_reported: dict[int, float] = {}
 
     # --- called by the worker on the loop thread ---------------------------------------------
 
@@ -84,25 +99,25 @@ class ConsumerPoller:
         self._requests.append(lambda: self._consumer.resume(self._assigned_of(topics)))
 
     def pause_partitions(self, partitions: Partitions) -> None:
-        tps = [TopicPartition(t, p) for t, p in partitions]
-        self._requests.append(lambda: self._consumer.pause(tps))
+        self._requests.append(lambda: self._consumer.pause(self._still_assigned(partitions)))
 
     def resume_partitions(self, partitions: Partitions) -> None:
-        tps = [TopicPartition(t, p) for t, p in partitions]
-        self._requests.append(lambda: self._consumer.resume(tps))
+        self._requests.append(lambda: self._consumer.resume(self._still_assigned(partitions)))
 
-    def store(self, offsets: Offsets) -> None:
-        """Hand watermarks to librdkafka; it commits them in the background."""
+    def commit(self, offsets: Commits) -> None:
+        """Commit watermarks with their metadata, in the background."""
         if offsets:
-            self._requests.append(lambda: self._store(offsets))
+            self._requests.append(lambda: self._commit(offsets, synchronous=False))
 
     def stop_fetching(self) -> None:
         self._stop_fetching.set()
         self._taken.set()
 
-    async def close(self) -> None:
-        """Commit what is stored, leave the group (revoking through the loop), end the thread."""
+    async def close(self, final: Commits) -> None:
+        """Commit `final` synchronously, leave the group, end the thread."""
         self.stop_fetching()
+        if final:
+            self._requests.append(lambda: self._commit(final, synchronous=True))
         self._close_requested.set()
         await self._closed
 
@@ -112,13 +127,13 @@ class ConsumerPoller:
         try:
             self._fetch_until_stopped()
             self._close_requested.wait()
-            self._run_requests()  # the final store from the loop's shutdown
-            self._commit_stored()
+            self._run_requests()  # the final commit from the loop's shutdown
             self._consumer.close()
-        except BaseException as exc:  # handed to the loop: background errors are never lost
-            self._loop.call_soon_threadsafe(_settle, self._closed, exc)
-            return
-        self._loop.call_soon_threadsafe(_settle, self._closed, None)
+        except BaseException as exc:  # reported: a background error is never lost
+            self._on_failure("kafka poll thread", exc)
+            self._close_requested.wait()
+        finally:
+            self._loop.call_soon_threadsafe(_settle, self._closed)
 
     def _fetch_until_stopped(self) -> None:
         consumer = self._consumer
@@ -131,71 +146,113 @@ class ConsumerPoller:
             if first is None:
                 continue
             messages = [first, *consumer.consume(num_messages=BATCH_SIZE - 1, timeout=0)]
-            good = [m for m in messages if _usable(m)]
+            good = [m for m in messages if self._usable(m)]
             if good:
                 self._taken.clear()
                 self._loop.call_soon_threadsafe(self._hand_over, good)
                 self._taken.wait()
 
     def _hand_over(self, messages: list[Message]) -> None:
+        """On the loop."""
         try:
             self._on_batch(messages)
+        except Exception as exc:  # the worker's handler catches per record; this is a bug
+            self._on_failure("taking a batch", exc)
         finally:
             self._taken.set()
 
     def _run_requests(self) -> None:
         requests = self._requests
         while requests:
-            requests.popleft()()
+            request = requests.popleft()
+            try:
+                request()
+            except KafkaException as exc:
+                log.warning("consumer request failed: %s", exc.args[0])
 
     def _assigned_of(self, topics: frozenset[str]) -> list[TopicPartition]:
         return [tp for tp in self._consumer.assignment() if tp.topic in topics]
 
-    def _store(self, offsets: Offsets) -> None:
-        try:
-            self._consumer.store_offsets(offsets=[TopicPartition(t, p, o) for t, p, o in offsets])
-        except KafkaException as exc:
-            # A partition revoked a moment ago: its final offset went with the revocation.
-            log.debug("store_offsets refused: %s", exc)
+    def _still_assigned(self, partitions: Partitions) -> list[TopicPartition]:
+        assigned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+        return [TopicPartition(t, p) for t, p in partitions if (t, p) in assigned]
 
-    def _commit_stored(self) -> None:
+    def _commit(self, offsets: Commits, *, synchronous: bool) -> None:
+        assigned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+        tps = [_with_metadata(t, p, o, m) for t, p, o, m in offsets if (t, p) in assigned]
+        if not tps:
+            return
         try:
-            self._consumer.commit(asynchronous=False)
+            if synchronous:
+                self._committed(None, self._consumer.commit(offsets=tps, asynchronous=False))
+            else:
+                self._consumer.commit(offsets=tps, asynchronous=True)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError._NO_OFFSET:
-                log.warning("final commit failed: %s", exc)
+            # Not fatal: the next commit carries the same or a later watermark.
+            log.warning("commit failed: %s", exc.args[0])
+
+    def _committed(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if error is not None and error.code() != KafkaError._NO_OFFSET:
+            log.warning("commit failed: %s", error)
+            return
+        failed = [tp for tp in partitions if tp.error is not None]
+        if failed:
+            log.warning("commit failed for %s: %s", _pairs(failed), failed[0].error)
+
+    def _usable(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return True
+        if error.code() == KafkaError._PARTITION_EOF:
+            return False
+        if error.fatal():
+            raise KafkaUnavailableError(f"consumer failed: {error}")
+        now = time.monotonic()
+        if now - self._error_reported.get(error.code(), -1e9) >= ERROR_REPORT_INTERVAL_S:
+            self._error_reported[error.code()] = now
+            log.warning(
+                "consumer error (reported once per %.0f s): %s", ERROR_REPORT_INTERVAL_S, error
+            )
+        return False
 
     # --- rebalance callbacks (on the poll thread, inside consume or close) -------------------
 
-    def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._loop.call_soon_threadsafe(self._on_assign, _pairs(partitions))
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            committed = consumer.committed(partitions, timeout=COMMITTED_TIMEOUT_S)
+        except KafkaException as exc:
+            # Without the metadata a new owner redoes what the last one finished: duplicates,
+            # never loss.
+            log.warning("committed offsets not read, finished work will be redone: %s", exc)
+            committed = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
+        assigned: Assigned = [
+            (tp.topic, tp.partition, tp.offset if tp.offset >= 0 else None, tp.metadata or "")
+            for tp in committed
+        ]
+        self._loop.call_soon_threadsafe(self._on_assign, assigned)
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        future = asyncio.run_coroutine_threadsafe(
-            _as_coroutine(self._on_revoke(_pairs(partitions))), self._loop
-        )
-        try:
-            offsets = future.result(timeout=self._revoke_timeout_s + 5)
-        except TimeoutError:
-            log.warning("partitions released without their in-flight work: %s", partitions)
-            return
+        offsets = self._release(partitions, lost=False)
         if offsets:
-            try:
-                consumer.commit(
-                    offsets=[TopicPartition(t, p, o) for t, p, o in offsets], asynchronous=False
-                )
-            except KafkaException as exc:
-                log.warning("commit on revocation failed: %s", exc)
+            self._commit(offsets, synchronous=True)
 
     def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Lost, not revoked: another member may own them already, so nothing may be committed.
+        # Lost, not revoked: another member may own them already, so nothing is committed.
+        self._release(partitions, lost=True)
+
+    def _release(self, partitions: list[TopicPartition], *, lost: bool) -> Commits:
         future = asyncio.run_coroutine_threadsafe(
-            _as_coroutine(self._on_revoke(_pairs(partitions))), self._loop
+            _as_coroutine(self._on_revoke(_pairs(partitions), lost)), self._loop
         )
-        future.result(timeout=self._revoke_timeout_s + 5)
+        try:
+            return future.result(timeout=self._revoke_timeout_s + 5)
+        except TimeoutError:
+            future.cancel()
+            self._on_failure("revocation", f"partitions not released in time: {_pairs(partitions)}")
+            return []
 
 
-async def _as_coroutine(awaitable: Awaitable[Offsets]) -> Offsets:
+async def _as_coroutine(awaitable: Awaitable[Commits]) -> Commits:
     return await awaitable
 
 
@@ -203,22 +260,12 @@ def _pairs(partitions: list[TopicPartition]) -> Partitions:
     return [(tp.topic, tp.partition) for tp in partitions]
 
 
-def _usable(message: Message) -> bool:
-    error = message.error()
-    if error is None:
-        return True
-    if error.code() == KafkaError._PARTITION_EOF:
-        return False
-    if error.fatal():
-        raise KafkaUnavailableError(f"consumer failed: {error}")
-    log.warning("consumer error: %s", error)
-    return False
+def _with_metadata(topic: str, partition: int, offset: int, metadata: str) -> TopicPartition:
+    if metadata:
+        return TopicPartition(topic, partition, offset, metadata=metadata)
+    return TopicPartition(topic, partition, offset)
 
 
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
         future.set_result(None)
-    else:
-        future.set_exception(error)

@@ -35,6 +35,10 @@ class HostSlots:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release(None)  # handed a slot it will not use
+            else:
+                # Not left behind: a cancelled waiter at the head would keep later ones
+                # queued while slots are free (revocation cancels waits often).
+                self._waiters.remove(waiter)
             raise
 
     def release(self, latency_s: float | None) -> None:

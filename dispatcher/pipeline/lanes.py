@@ -6,9 +6,11 @@ lane is empty: a task per burst, not per delivery. With `ordering = "key"` the q
 by producer key and a key is served by one runner at a time, so each key keeps its order
 while different keys overlap. A slow endpoint occupies only its own runners.
 
-A failed attempt is retried in place with backoff (the lane's head waits, which is what the
-ordered modes require) until `max_attempts`, then dead-lettered; a delivery's offset finishes
-when it was delivered or its dead letter was acknowledged.
+After each attempt `lifecycle.next_step` decides; the lane carries it out: an outcome
+record, a wait before the next attempt (in place, which the ordered modes require), or a
+dead letter. A delivery's offset finishes when it was delivered or its dead letter was
+acknowledged. While its partition is being revoked nothing new starts: waits are cancelled
+by the partition (`PartitionState.revoke`) and a failed attempt is left to the next owner.
 """
 
 from __future__ import annotations
@@ -20,23 +22,16 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from confluent_kafka import KafkaError, Message
-
-from dispatcher.backoff import DEFAULT_JITTER, retry_delay_s, should_retry
-from dispatcher.codec import (
-    DeadLetterRecord,
-    OutcomeKind,
-    OutcomeRecord,
-    encode_dead_letter,
-    encode_outcome,
-)
-from dispatcher.http import WebhookSender
-from dispatcher.kafka.producer import LoopProducer
+from dispatcher.codec import DeadLetterRecord, OutcomeKind, OutcomeRecord, encode_outcome
+from dispatcher.lifecycle import Delivered, RetryLater, RetryPolicy, next_step
 from dispatcher.limits import limiter_for
 from dispatcher.model import DeliverySettings, Endpoint, HttpResult, KafkaSettings, Ordering
-from dispatcher.outcomes import ERROR_BODY_TOO_LARGE, OutcomeClass, classify
+from dispatcher.outcomes import ERROR_BODY_TOO_LARGE
+from dispatcher.pipeline.dead_letters import DeadLetterWriter
 from dispatcher.pipeline.hosts import HostSlots
 from dispatcher.pipeline.partitions import PartitionState
+from dispatcher.pipeline.ports import RecordProducer, Sender
+from dispatcher.pipeline.supervisor import Supervisor
 from dispatcher.records import DeliveryMeta
 from dispatcher.signing import Signer
 from dispatcher.stats import WorkerStats
@@ -55,40 +50,42 @@ class Delivery:
 
 
 class LaneContext:
-    """What every lane shares: the sender, the producer, settings, counters, the stop flag."""
+    """What every lane shares: sender, producer, dead-letter writer, settings, counters."""
 
     def __init__(
         self,
-        sender: WebhookSender,
-        producer: LoopProducer,
+        sender: Sender,
+        producer: RecordProducer,
+        dead_letters: DeadLetterWriter,
         kafka: KafkaSettings,
         delivery: DeliverySettings,
         stats: WorkerStats,
+        supervisor: Supervisor,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
         self.sender = sender
         self.producer = producer
+        self.dead_letters = dead_letters
         self.kafka = kafka
         self.delivery = delivery
+        self.policy = RetryPolicy(delivery.max_attempts, delivery.retry_delays_s)
         self.stats = stats
+        self.supervisor = supervisor
         self.clock = clock
         self.rng = rng or random.Random()
         self.stopping = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
-        self.errors: list[BaseException] = []
-        self.report_failure = _report_failure(producer)
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
-        task.add_done_callback(self._reap)
+        task.add_done_callback(self.tasks.discard)
+        self.supervisor.watch(task, name)
 
-    def _reap(self, task: asyncio.Task[None]) -> None:
-        self.tasks.discard(task)
-        error = None if task.cancelled() else task.exception()
+    def outcome_acked(self, error: Any, _message: Any) -> None:
         if error is not None:
-            self.errors.append(error)
+            self.producer.failed(error, self.kafka.outcomes_topic)
 
 
 class Lane:
@@ -101,6 +98,7 @@ class Lane:
         self._signer = Signer(endpoint.secrets)
         self._limiter = limiter_for(endpoint.rate_limit_per_s, ctx.clock)
         self._key_id = endpoint.id.encode()
+        self._name = f"lane {endpoint.id}"
         self._by_key = endpoint.ordering is Ordering.KEY
         self._max_runners = 1 if endpoint.ordering is Ordering.ENDPOINT else endpoint.max_in_flight
         self._queue: deque[Delivery] = deque()  # modes none and endpoint
@@ -118,16 +116,21 @@ class Lane:
             queue.append(delivery)
         else:
             self._queue.append(delivery)
+        self._start_runner()
+
+    def _start_runner(self) -> None:
         # In key mode a runner is only useful for a key that no runner holds yet.
-        if self._runners < self._max_runners and (not self._by_key or self._ready_keys):
+        if self._runners < self._max_runners and (
+            self._ready_keys if self._by_key else self._queue
+        ):
             self._runners += 1
-            self._ctx.spawn(self._run_keyed() if self._by_key else self._run())
+            self._ctx.spawn(self._run_keyed() if self._by_key else self._run(), self._name)
 
     async def _run(self) -> None:
         queue = self._queue
         try:
             while queue and not self._ctx.stopping.is_set():
-                await self._attempt_all(queue.popleft())
+                await self._work_on(queue.popleft())
         finally:
             self._runners -= 1
 
@@ -137,60 +140,92 @@ class Lane:
             while ready and not self._ctx.stopping.is_set():
                 key = ready.popleft()
                 queue = keyed[key]
-                await self._attempt_all(queue.popleft())
-                if queue:
-                    ready.append(key)  # the key's next delivery waits for no other runner
-                else:
-                    del keyed[key]
+                try:
+                    await self._work_on(queue.popleft())
+                finally:
+                    # Also when cancelled: the key's later deliveries are not orphaned.
+                    if queue:
+                        ready.append(key)  # its next delivery waits for no other runner
+                    elif keyed.get(key) is queue:
+                        del keyed[key]
         finally:
             self._runners -= 1
 
-    def drop_queued(self) -> int:
-        """Forget queued deliveries (shutdown); their offsets stay unfinished."""
-        dropped = len(self._queue) + sum(len(q) for q in self._keyed.values())
-        self._queue.clear()
-        self._keyed.clear()
-        self._ready_keys.clear()
+    def drop(self, part: PartitionState) -> int:
+        """Forget queued deliveries of `part` (revoked): the next owner delivers them."""
+        dropped = 0
+        for queue in (self._queue, *self._keyed.values()):
+            kept = [d for d in queue if d.part is not part]
+            dropped += len(queue) - len(kept)
+            if len(kept) < len(queue):
+                queue.clear()
+                queue.extend(kept)
+        if self._by_key:
+            for key in [k for k, q in self._keyed.items() if not q]:
+                del self._keyed[key]
+            self._ready_keys = deque(k for k in self._ready_keys if k in self._keyed)
+        stats = self._ctx.stats
+        stats.buffered -= dropped
+        stats.abandoned += dropped
+        part.buffered -= dropped
         return dropped
 
-    async def _attempt_all(self, delivery: Delivery) -> None:
-        ctx = self._ctx
-        stats = ctx.stats
+    async def _work_on(self, delivery: Delivery) -> None:
         part = delivery.part
+        stats = self._ctx.stats
         if not part.active:  # revoked while queued: the next owner delivers it
             _unbuffer(delivery, stats)
             stats.abandoned += 1
             return
+        task = asyncio.current_task()
+        assert task is not None
         part.started()
+        part.working[task] = False
+        try:
+            await self._attempt_all(delivery, task)
+        except BaseException:
+            # Cancelled by the revocation, or a dead letter that could not be queued (the
+            # worker stops): not finished, so the next owner or a restart does it again.
+            part.abandoned()
+            stats.abandoned += 1
+            raise
+        finally:
+            del part.working[task]
+            _unbuffer(delivery, stats)
+
+    async def _attempt_all(self, delivery: Delivery, task: asyncio.Task[None]) -> None:
+        """Attempt until delivered, dead-lettered or left to the next owner; on return the
+        delivery's offset was finished, handed to the dead-letter writer, or abandoned."""
+        ctx = self._ctx
+        part = delivery.part
         attempt = delivery.meta.attempts_made
         if len(delivery.body) > ctx.delivery.max_body_bytes:
-            self._dead_letter(delivery, attempt, _TOO_LARGE, OutcomeClass.PERMANENT)
+            reason = f"permanent failure: body of {len(delivery.body):,} bytes is too large"
+            self._dead_letter(delivery, attempt, _TOO_LARGE, reason)
             return
         while True:
             attempt += 1
-            result = await self._send(delivery)
-            verdict = classify(result)
-            if verdict is OutcomeClass.DELIVERED:
-                stats.delivered += 1
+            result = await self._send(delivery, part, task)
+            step = next_step(result, attempt, ctx.policy, ctx.clock(), ctx.rng.random())
+            if isinstance(step, Delivered):
+                ctx.stats.delivered += 1
                 self._publish_outcome(delivery, "delivered", attempt, result)
                 part.finished(delivery.offset)
-                _unbuffer(delivery, stats)
                 return
-            stats.attempts_failed += 1
-            retry = verdict is OutcomeClass.RETRYABLE and should_retry(
-                attempt, ctx.delivery.max_attempts
-            )
-            if not retry:
-                self._dead_letter(delivery, attempt, result, verdict)
+            ctx.stats.attempts_failed += 1
+            if not isinstance(step, RetryLater):
+                self._dead_letter(delivery, attempt, result, step.reason)
                 return
             self._publish_outcome(delivery, "retry", attempt, result)
-            if not await self._backoff(attempt, result):
-                part.abandoned()  # shutting down: not finished, so redelivered after restart
-                _unbuffer(delivery, stats)
-                stats.abandoned += 1
+            if not part.active:  # being revoked: the next owner makes the next attempt
+                part.abandoned()
+                ctx.stats.abandoned += 1
                 return
+            await asyncio.sleep(step.delay_s)  # cancelled if the partition is revoked
 
-    async def _send(self, delivery: Delivery) -> HttpResult:
+    async def _send(
+        self, delivery: Delivery, part: PartitionState, task: asyncio.Task[None]
+    ) -> HttpResult:
         wait = self._limiter.try_take()
         while wait > 0:
             await asyncio.sleep(wait)
@@ -199,6 +234,7 @@ class Lane:
         await slots.acquire()
         stats = self._ctx.stats
         stats.in_flight += 1
+        part.working[task] = True  # on the wire: a revocation gives it the grace period
         latency: float | None = None
         try:
             headers = self._signer.headers(delivery.meta.event_id, int(time.time()), delivery.body)
@@ -206,20 +242,9 @@ class Lane:
             latency = result.latency_s
             return result
         finally:
+            part.working[task] = False
             stats.in_flight -= 1
             slots.release(latency)
-
-    async def _backoff(self, attempt: int, result: HttpResult) -> bool:
-        """Wait before the next attempt; False if the worker is stopping meanwhile."""
-        ctx = self._ctx
-        delay = retry_delay_s(
-            attempt, ctx.delivery.retry_delays_s, result.retry_after_s, DEFAULT_JITTER, ctx.rng
-        )
-        try:
-            await asyncio.wait_for(ctx.stopping.wait(), delay)
-        except TimeoutError:
-            return True
-        return False
 
     def _publish_outcome(
         self, delivery: Delivery, kind: OutcomeKind, attempt: int, result: HttpResult
@@ -235,23 +260,19 @@ class Lane:
             event_time_ms=delivery.meta.event_time_ms,
             outcome_time_ms=int(time.time() * 1000),
         )
-        self._ctx.producer.produce(
-            self._ctx.kafka.outcomes_topic,
-            self._key_id,
-            encode_outcome(record),
-            None,
-            self._ctx.report_failure,
+        ctx = self._ctx
+        ctx.producer.produce(
+            ctx.kafka.outcomes_topic, self._key_id, encode_outcome(record), None, ctx.outcome_acked
         )
 
     def _dead_letter(
-        self, delivery: Delivery, attempt: int, result: HttpResult, verdict: OutcomeClass
+        self, delivery: Delivery, attempt: int, result: HttpResult, reason: str
     ) -> None:
-        ctx = self._ctx
         meta = delivery.meta
         self._publish_outcome(delivery, "dead", attempt, result)
         topic, partition, offset = _split_source(meta.source)
         record = DeadLetterRecord(
-            reason=_reason(verdict, result),
+            reason=reason,
             body=delivery.body,
             source_topic=topic,
             source_partition=partition,
@@ -267,19 +288,7 @@ class Lane:
             latency_ms=result.latency_s * 1000.0,
             event_time_ms=meta.event_time_ms,
         )
-
-        def acknowledged(error: KafkaError | None, _message: Message) -> None:
-            if error is not None:
-                delivery.part.abandoned()  # not durable: redelivered after a restart
-                ctx.producer.on_error(error, _message)
-            else:
-                ctx.stats.dead_lettered += 1
-                delivery.part.finished(delivery.offset)
-            _unbuffer(delivery, ctx.stats)
-
-        ctx.producer.produce(
-            ctx.kafka.dlq_topic, self._key_id, encode_dead_letter(record), None, acknowledged
-        )
+        self._ctx.dead_letters.write(delivery.part, delivery.offset, record)
 
 
 def _unbuffer(delivery: Delivery, stats: WorkerStats) -> None:
@@ -289,23 +298,6 @@ def _unbuffer(delivery: Delivery, stats: WorkerStats) -> None:
 
 
 _TOO_LARGE = HttpResult(status=None, error=ERROR_BODY_TOO_LARGE, retry_after_s=None, latency_s=0.0)
-
-
-def _report_failure(producer: LoopProducer) -> Callable[[KafkaError | None, Message], None]:
-    def report(error: KafkaError | None, message: Message) -> None:
-        if error is not None:
-            producer.on_error(error, message)
-
-    return report
-
-
-def _reason(verdict: OutcomeClass, result: HttpResult) -> str:
-    what = f"HTTP {result.status}" if result.status is not None else (result.error or "no response")
-    if verdict is OutcomeClass.RETRYABLE:
-        return f"attempts exhausted: {what}"
-    if verdict is OutcomeClass.GONE:
-        return f"endpoint gone: {what}"
-    return f"permanent failure: {what}"
 
 
 def _split_source(source: str) -> tuple[str, int, int]:

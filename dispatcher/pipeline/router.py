@@ -1,27 +1,33 @@
 """Stage 1: decode a source event, match subscriptions, fan out one delivery per endpoint.
 
 The source offset finishes only when every delivery record it produced was acknowledged by
-the broker (idempotent producer, acks=all); an undecodable event finishes when its dead letter
-was acknowledged. The event's bytes pass through as the delivery value.
+the broker (idempotent producer, acks=all); an event that cannot be routed (undecodable, too
+large for a delivery record) finishes when its dead letter was acknowledged. The event's
+bytes pass through as the delivery value.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import Message
 
-from dispatcher.codec import DeadLetterRecord, Decoder, encode_dead_letter, iso_to_epoch_ms
-from dispatcher.errors import DecodeError
-from dispatcher.kafka.producer import LoopProducer
+from dispatcher.codec import DeadLetterRecord, Decoder, iso_to_epoch_ms
+from dispatcher.errors import DecodeError, RecordRefused
 from dispatcher.model import Settings
+from dispatcher.pipeline.dead_letters import DeadLetterWriter
 from dispatcher.pipeline.partitions import PartitionState
+from dispatcher.pipeline.ports import RecordProducer
 from dispatcher.records import delivery_headers
 from dispatcher.routing import SubscriptionRouter
 from dispatcher.stats import WorkerStats
 
 log = logging.getLogger(__name__)
+
+# Room for a delivery record's framing beyond its key, value and headers.
+RECORD_OVERHEAD_BYTES = 512
 
 
 class FanOut:
@@ -35,16 +41,21 @@ class FanOut:
         self.remaining = remaining
         self.stage = stage  # for its counters and its failure report
 
-    def __call__(self, error: KafkaError | None, _message: Message) -> None:
+    def __call__(self, error: Any, _message: Any) -> None:
         if error is not None:
-            # Not finished: the watermark stays below this offset, so it is routed again
-            # after a restart. The worker stops on a fatal producer error.
-            self.stage.produce_failed(error)
+            # Not finished: the watermark stays below this offset and the worker stops, so
+            # the event is routed again after the restart.
+            self.stage.producer.failed(error, self.stage.deliveries_topic)
             return
         self.remaining -= 1
         if self.remaining == 0:
             self.part.finished(self.offset)
             self.stage.stats.routing -= 1
+
+    def abandon(self) -> None:
+        """Some of its records could not be queued: it never finishes (a dead letter does)."""
+        self.remaining = -1
+        self.stage.stats.routing -= 1
 
 
 class RouterStage:
@@ -52,29 +63,35 @@ class RouterStage:
         self,
         settings: Settings,
         decode: Decoder,
-        producer: LoopProducer,
+        producer: RecordProducer,
+        dead_letters: DeadLetterWriter,
         stats: WorkerStats,
+        max_record_bytes: int,
     ) -> None:
         self._router = SubscriptionRouter(settings.endpoints)
         self._decode = decode
-        self._producer = producer
+        self.producer = producer
+        self._dead_letters = dead_letters
         self.stats = stats
-        self._deliveries_topic = settings.kafka.deliveries_topic
-        self._dlq_topic = settings.kafka.dlq_topic
+        self.deliveries_topic = settings.kafka.deliveries_topic
         self._endpoint_keys = {e.id: e.id.encode() for e in settings.endpoints}
-        self.failed: KafkaError | None = None
+        self._max_body_bytes = settings.delivery.max_body_bytes
+        self._max_record_bytes = max_record_bytes - RECORD_OVERHEAD_BYTES
 
-    def ingest(self, message: Message, part: PartitionState) -> None:
-        """Called by the worker for each source record, on the loop."""
-        offset: int = message.offset()  # type: ignore[assignment]
+    def ingest(self, message: Message, part: PartitionState, offset: int) -> None:
+        """Called by the worker for each source record (already taken by `part`), on the loop.
+
+        Raises `RecordRefused` when a delivery record cannot be queued; the worker then
+        dead-letters the event.
+        """
         stats = self.stats
         stats.events_read += 1
-        part.watermark.add(offset)
         part.started()
         value = message.value() or b""
         try:
             event = self._decode(value)
         except DecodeError as exc:
+            stats.events_undecodable += 1
             self.dead_letter(message, part, offset, f"undecodable: {exc.reason}")
             return
         endpoints = self._router.match(event.type)
@@ -82,34 +99,68 @@ class RouterStage:
             stats.events_unrouted += 1
             part.finished(offset)
             return
+        key = message.key()
         headers = delivery_headers(
             event.id,
             event.type,
             iso_to_epoch_ms(event.timestamp),
-            message.key(),
+            key,
             (part.topic, part.partition, offset),
         )
+        body = event.body
+        too_large = self._too_large(body, headers)
+        if too_large:
+            stats.events_too_large += 1
+            self.dead_letter(message, part, offset, too_large, event.id, event.type)
+            return
+        self._fan_out(part, offset, endpoints, body, headers)
+
+    def _too_large(self, body: bytes, headers: list[tuple[str, str | bytes | None]]) -> str:
+        """Why `body` cannot become a delivery record, or ""."""
+        size = len(body)
+        if size > self._max_body_bytes:
+            return f"event too large: {size:,} bytes, max_body_bytes is {self._max_body_bytes:,}"
+        record = size + 128 + sum(len(k) + len(v or b"") for k, v in headers)
+        if record > self._max_record_bytes:
+            return f"event too large for a delivery record: {record:,} bytes with its headers"
+        return ""
+
+    def _fan_out(
+        self,
+        part: PartitionState,
+        offset: int,
+        endpoints: Any,
+        body: bytes,
+        headers: list[tuple[str, str | bytes | None]],
+    ) -> None:
+        stats = self.stats
         stats.routing += 1
         stats.deliveries_fanned_out += len(endpoints)
         callback = FanOut(part, offset, len(endpoints), self)
-        produce = self._producer.produce
-        topic = self._deliveries_topic
+        produce = self.producer.produce
+        topic = self.deliveries_topic
         keys = self._endpoint_keys
-        body = event.body
-        for endpoint in endpoints:
-            produce(topic, keys[endpoint.id], body, headers, callback)
+        try:
+            for endpoint in endpoints:
+                produce(topic, keys[endpoint.id], body, headers, callback)
+        except RecordRefused:
+            callback.abandon()
+            raise
 
-    def produce_failed(self, error: KafkaError) -> None:
-        log.error("a delivery record was not acknowledged: %s", error)
-        self.failed = error
-
-    def dead_letter(self, message: Message, part: PartitionState, offset: int, reason: str) -> None:
+    def dead_letter(
+        self,
+        message: Message,
+        part: PartitionState,
+        offset: int,
+        reason: str,
+        event_id: str | None = None,
+        event_type: str | None = None,
+    ) -> None:
         """Send a record this worker cannot use to the DLQ; its offset finishes on the ack.
 
-        Called for undecodable source events, and by the worker for delivery records it
-        cannot read (after `add` and `started` were called for the offset).
+        Called for source events that cannot be routed, and by the worker for any record
+        whose processing failed (after `take` and `started` for the offset).
         """
-        self.stats.events_undecodable += 1
         record = DeadLetterRecord(
             reason=reason,
             body=message.value() or b"",
@@ -118,9 +169,7 @@ class RouterStage:
             source_offset=offset,
             dead_time_ms=int(time.time() * 1000),
             key=message.key(),
+            event_id=event_id,
+            event_type=event_type,
         )
-        self.stats.routing += 1
-        callback = FanOut(part, offset, 1, self)
-        self._producer.produce(
-            self._dlq_topic, message.key(), encode_dead_letter(record), None, callback
-        )
+        self._dead_letters.write(part, offset, record)

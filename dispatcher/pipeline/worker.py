@@ -1,10 +1,15 @@
 """One worker: a consumer (poll thread), a producer (polled on the loop), stage 1 and stage 2.
 
 The worker subscribes to the source topics and to `<prefix>.deliveries` in one consumer group;
-each record goes to the stage of its topic. Offsets are stored by watermark, a few times a
-second, and committed by librdkafka in the background and synchronously on revocation and
-shutdown. Buffered work has a ceiling per stage (source events awaiting their acks; deliveries
-in memory): above it that stage's partitions are paused, below half of it they resume.
+each record goes to the stage of its topic. Every fetched offset is taken by its partition's
+watermark before it is processed, and a record whose processing raises is dead-lettered with
+the reason, so no commit passes work that was dropped. Watermarks are committed a couple of
+times a second with the offsets finished above them (commit metadata), and synchronously on
+revocation and shutdown; a new owner skips what was finished. Buffered work has a ceiling
+per stage (source events awaiting their acks; deliveries in memory per partition): above it
+that stage's partitions are paused, below half of it they resume.
+
+Every background part reports to one `Supervisor`; the first failure stops the worker.
 """
 
 from __future__ import annotations
@@ -12,122 +17,190 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from confluent_kafka import Message
 
 from dispatcher.codec import make_decoder
 from dispatcher.http import WebhookSender
 from dispatcher.kafka.clients import consumer_config, producer_config
-from dispatcher.kafka.poller import ConsumerPoller, Offsets, Partitions
+from dispatcher.kafka.poller import Assigned, Commits, ConsumerPoller, Partitions
 from dispatcher.kafka.producer import LoopProducer
 from dispatcher.model import Settings
+from dispatcher.pipeline.dead_letters import DeadLetterWriter
 from dispatcher.pipeline.hosts import slots_by_endpoint
 from dispatcher.pipeline.lanes import Delivery, Lane, LaneContext
 from dispatcher.pipeline.partitions import PartitionState
 from dispatcher.pipeline.router import RouterStage
+from dispatcher.pipeline.supervisor import Supervisor
 from dispatcher.records import BadDeliveryRecord, read_delivery_headers
 from dispatcher.stats import WorkerStats
 
 log = logging.getLogger(__name__)
 
-RESUME_CHECK_INTERVAL_S = 0.01  # offsets are stored every 0.1 s
-MAX_POOL_SIZE = 4096
+RESUME_CHECK_INTERVAL_S = 0.01
+COMMIT_EVERY_TICKS = 50  # 0.5 s: what a SIGKILL can make the next owner redo
 
 
 class WorkerFailed(Exception):
-    """A background part of the worker failed; the worker stopped without committing past it."""
+    """A part of the worker failed; the worker stopped without committing past it."""
 
 
 class Worker:
-    def __init__(self, settings: Settings, stats: WorkerStats | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        stats: WorkerStats | None = None,
+        *,
+        sender: WebhookSender | None = None,
+        producer: LoopProducer | None = None,
+        poller_factory: Callable[..., ConsumerPoller] | None = None,
+    ) -> None:
+        """`sender`, `producer` and `poller_factory` replace the real adapters in tests."""
         self.settings = settings
         self.stats = stats or WorkerStats()
         self._parts: dict[tuple[str, int], PartitionState] = {}
         self._paused: set[PartitionState] = set()  # deliveries partitions paused when full
-        self._closing = False
+        self._given_sender = sender
+        self._given_producer = producer
+        self._poller_factory = poller_factory or ConsumerPoller
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down cleanly; raise WorkerFailed on failure."""
-        await self._build()
+        self._build()
+        await self._sender.start()
+        supervisor = self._supervisor
         pump = asyncio.create_task(self._producer.run_pump(), name="producer-pump")
+        supervisor.watch(pump, "producer pump", runs_forever=True)
         housekeeping = asyncio.create_task(self._housekeeping(), name="housekeeping")
+        supervisor.watch(housekeeping, "housekeeping", runs_forever=True)
         self._poller.start()
-        failure: BaseException | None = None
-        try:
-            failure = await self._until_stopped_or_failed(stop, pump, housekeeping)
-        finally:
-            await self._shutdown(pump, housekeeping)
+        stopped = asyncio.create_task(stop.wait())
+        waits: list[asyncio.Future[Any]] = [stopped, supervisor.failed]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        failure = supervisor.failure
         if failure is not None:
-            raise WorkerFailed(str(failure)) from failure
+            log.error("worker failed, stopping: %s", failure)
+        await self._shutdown(pump, housekeeping)
+        if failure is not None:
+            raise WorkerFailed(failure)
 
-    async def _build(self) -> None:
-        """The worker's parts: sender, producer, lanes, router and the consumer's poller."""
+    def _build(self) -> None:
+        """The worker's parts: supervisor, sender, producer, lanes, router and the poller."""
         settings = self.settings
         delivery = settings.delivery
-        lanes_total = sum(e.max_in_flight for e in settings.endpoints)
-        # Requests wait for a host slot before they reach aiohttp, so its pool never queues.
-        self._sender = WebhookSender(
-            pool_size=min(MAX_POOL_SIZE, lanes_total),
+        loop = asyncio.get_running_loop()
+        self._supervisor = supervisor = Supervisor(loop)
+        # Requests wait for a host slot before they reach aiohttp, and the slots of all hosts
+        # together never exceed the lanes' limits: a pool of that size never queues.
+        self._sender = self._given_sender or WebhookSender(
+            pool_size=max(1, sum(e.max_in_flight for e in settings.endpoints)),
             timeout_s=delivery.timeout_s,
             connect_timeout_s=delivery.connect_timeout_s,
             max_response_bytes=delivery.max_response_bytes,
         )
-        await self._sender.start()
-        self._producer = LoopProducer(producer_config(settings.kafka))
-        self._ctx = LaneContext(self._sender, self._producer, settings.kafka, delivery, self.stats)
+        self._producer = self._given_producer or LoopProducer(
+            producer_config(settings.kafka), supervisor.fail
+        )
+        max_record_bytes = self._producer.max_record_bytes
+        dead_letters = DeadLetterWriter(
+            self._producer, settings.kafka.dlq_topic, self.stats, max_record_bytes
+        )
+        self._ctx = LaneContext(
+            self._sender,
+            self._producer,
+            dead_letters,
+            settings.kafka,
+            delivery,
+            self.stats,
+            supervisor,
+        )
         slots = slots_by_endpoint(settings.endpoints, delivery.min_connections_per_host)
         self._lanes = {e.id.encode(): Lane(e, self._ctx, slots[e.id]) for e in settings.endpoints}
         self._router = RouterStage(
-            settings, make_decoder(settings.kafka), self._producer, self.stats
+            settings,
+            make_decoder(settings.kafka),
+            self._producer,
+            dead_letters,
+            self.stats,
+            max_record_bytes,
         )
         self._deliveries_topic = settings.kafka.deliveries_topic
         self._source_topics = frozenset(settings.kafka.source_topics)
-        self._poller = ConsumerPoller(
+        self._poller = self._poller_factory(
             consumer_config(settings.kafka),
             [*settings.kafka.source_topics, self._deliveries_topic],
-            asyncio.get_running_loop(),
+            loop,
             self._on_batch,
             self._on_assign,
             self._on_revoke,
             delivery.shutdown_grace_s,
+            supervisor.fail_threadsafe,
         )
-
-    async def _until_stopped_or_failed(
-        self, stop: asyncio.Event, *tasks: asyncio.Task[None]
-    ) -> BaseException | None:
-        stopped = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        for task in tasks:
-            if task in done and not task.cancelled() and task.exception() is not None:
-                return task.exception()
-        return None
 
     # --- records, on the loop (called by the poller) -----------------------------------------
 
     def _on_batch(self, messages: list[Message]) -> None:
+        if self._supervisor.failed.done():
+            return  # stopping after a failure: nothing new is taken (or committed past)
         parts = self._parts
-        deliveries_topic = self._deliveries_topic
-        ingest_event = self._router.ingest
+        stats = self.stats
+        taken: list[tuple[Message, PartitionState, int]] = []
+        # First every offset is known to its watermark, so nothing below a record that is
+        # never processed can be committed past it.
         for message in messages:
-            topic: str = message.topic()  # type: ignore[assignment]
-            part = parts.get((topic, message.partition()))  # type: ignore[arg-type]
+            part = parts.get((message.topic(), message.partition()))  # type: ignore[arg-type]
             if part is None or not part.active:
                 continue  # revoked after it was fetched: the next owner reads it
-            if topic == deliveries_topic:
-                self._ingest_delivery(message, part)
+            offset: int = message.offset()  # type: ignore[assignment]
+            if part.take(offset):
+                taken.append((message, part, offset))
             else:
-                ingest_event(message, part)
-        stats = self.stats
+                stats.skipped_finished += 1
+        deliveries_topic = self._deliveries_topic
+        for message, part, offset in taken:
+            try:
+                if part.topic == deliveries_topic:
+                    self._ingest_delivery(message, part, offset)
+                else:
+                    self._router.ingest(message, part, offset)
+            except Exception as exc:  # poison never stops the line: dead-letter it
+                if not self._dead_letter_failed(message, part, offset, exc):
+                    return  # the worker stops; the rest stays unfinished, so uncommitted
         stats.peak_buffered = max(stats.peak_buffered, stats.buffered)
-        ceiling = self.settings.delivery.max_buffered
         # Each stage pauses only its own input: stage 1 keeps filling the deliveries topic
         # (durable, not memory) while stage 2 drains, so stage 2 never waits on stage 1.
         self._pause_full_delivery_partitions()
-        if not stats.paused_sources and stats.routing >= ceiling:
+        if not stats.paused_sources and stats.routing >= self.settings.delivery.max_buffered:
             self._poller.pause(self._source_topics)
             stats.paused_sources = True
             stats.pauses += 1
+
+    def _dead_letter_failed(
+        self, message: Message, part: PartitionState, offset: int, error: Exception
+    ) -> bool:
+        """Dead-letter a record whose processing raised; False (and the worker stops) if even
+        that fails."""
+        self.stats.records_failed += 1
+        reason = f"processing failed: {type(error).__name__}: {error}"
+        log.warning("%s/%d@%d %s", part.topic, part.partition, offset, reason)
+        try:
+            self._reject(message, part, offset, reason)
+        except Exception as again:
+            self._supervisor.fail(f"dead-lettering {part.topic}/{part.partition}@{offset}", again)
+            return False
+        return True
+
+    def _reject(self, message: Message, part: PartitionState, offset: int, reason: str) -> None:
+        """Dead-letter a record of `part` taken but not started."""
+        part.started()
+        try:
+            self._router.dead_letter(message, part, offset, reason)
+        except BaseException:
+            part.abandoned()
+            raise
 
     def _delivery_share(self) -> int:
         """Deliveries one partition may hold in memory: an equal share of the ceiling, so
@@ -162,49 +235,78 @@ class Worker:
         self._poller.resume_partitions([(p.topic, p.partition) for p in drained if p.active])
         self.stats.paused_deliveries = bool(self._paused)
 
-    def _ingest_delivery(self, message: Message, part: PartitionState) -> None:
-        offset: int = message.offset()  # type: ignore[assignment]
-        part.watermark.add(offset)
+    def _ingest_delivery(self, message: Message, part: PartitionState, offset: int) -> None:
         stats = self.stats
         stats.deliveries_read += 1
         lane = self._lanes.get(message.key() or b"")
         try:
             meta = read_delivery_headers(message.headers())
         except BadDeliveryRecord as exc:
-            part.started()
-            self._router.dead_letter(message, part, offset, f"bad delivery record: {exc}")
+            stats.deliveries_unreadable += 1
+            self._reject(message, part, offset, f"bad delivery record: {exc}")
             return
         if lane is None:
             # An endpoint removed from the config since the record was written.
-            part.started()
-            self._router.dead_letter(message, part, offset, "endpoint not in config")
+            self._reject(message, part, offset, "endpoint not in config")
             return
         stats.buffered += 1
         part.buffered += 1
         lane.submit(Delivery(part, offset, message.value() or b"", meta))
 
-    def _on_assign(self, partitions: Partitions) -> None:
-        for topic, partition in partitions:
-            self._parts[(topic, partition)] = PartitionState(topic, partition)
-        log.info("assigned %s", partitions)
+    def _on_assign(self, assigned: Assigned) -> None:
+        for topic, partition, committed, metadata in assigned:
+            state = PartitionState(topic, partition, committed, metadata)
+            self._parts[(topic, partition)] = state
+            if state.skip:
+                log.info(
+                    "%s/%d: %d offsets above %s were finished by the previous owner",
+                    topic,
+                    partition,
+                    len(state.skip),
+                    committed,
+                )
+        log.info("assigned %s", [(t, p) for t, p, _, _ in assigned])
 
-    async def _on_revoke(self, partitions: Partitions) -> Offsets:
+    async def _on_revoke(self, partitions: Partitions, lost: bool) -> Commits:
+        grace = 0.0 if lost else self.settings.delivery.shutdown_grace_s
+        commits = await self._release(partitions, grace)
+        log.info("%s %s", "lost" if lost else "revoked", partitions)
+        return [] if lost else commits
+
+    async def _release(self, partitions: Partitions, grace_s: float) -> Commits:
+        """Stop work of `partitions` (queued work dropped, waits cancelled, requests on the
+        wire given `grace_s`) and return their final commits."""
         states = [self._parts.pop(tp) for tp in partitions if tp in self._parts]
-        grace = 0.0 if self._closing else self.settings.delivery.shutdown_grace_s
-        marks = await asyncio.gather(*(state.revoke(grace) for state in states))
-        log.info("revoked %s", partitions)
-        return [(s.topic, s.partition, m) for s, m in zip(states, marks, strict=True) if m]
+        for state in states:
+            self._paused.discard(state)
+            if state.buffered:
+                for lane in self._lanes.values():
+                    lane.drop(state)
+        points = await asyncio.gather(*(state.revoke(grace_s) for state in states))
+        return self._commits(zip(states, points, strict=True))
+
+    def _commits(self, points: Any) -> Commits:
+        commits: Commits = []
+        for state, point in points:
+            if point is None:
+                continue
+            offset, metadata = point
+            if metadata is None:
+                self.stats.metadata_overflows += 1
+                metadata = ""
+            commits.append((state.topic, state.partition, offset, metadata))
+        return commits
 
     # --- background --------------------------------------------------------------------------
 
     async def _housekeeping(self) -> None:
-        """Store watermarks, resume paused partitions, surface lane failures."""
+        """Resume paused partitions; commit watermarks every COMMIT_EVERY_TICKS ticks."""
         stats = self.stats
         low_water = self.settings.delivery.max_buffered // 2
         ticks = 0
         while True:
             # Resuming is checked often: a late resume leaves the lanes idle while the
-            # consumer fetches again. Offsets are stored every tenth tick.
+            # consumer fetches again.
             await asyncio.sleep(RESUME_CHECK_INTERVAL_S)
             if self._paused:
                 self._resume_drained_delivery_partitions()
@@ -212,43 +314,25 @@ class Worker:
                 self._poller.resume(self._source_topics)
                 stats.paused_sources = False
             ticks += 1
-            if ticks % 10:
-                continue
-            self._store_offsets()
-            if self._ctx.errors:
-                raise self._ctx.errors[0]
-            if self._router.failed is not None:
-                raise WorkerFailed(f"delivery record not acknowledged: {self._router.failed}")
+            if ticks % COMMIT_EVERY_TICKS == 0:
+                self._commit()
 
-    def _store_offsets(self) -> None:
-        offsets: Offsets = []
-        for state in self._parts.values():
-            mark = state.watermark.committable()
-            if mark is not None:
-                offsets.append((state.topic, state.partition, mark))
-                state.watermark.mark_committed(mark)
-        self._poller.store(offsets)
+    def _commit(self) -> None:
+        parts = self._parts.values()
+        self._poller.commit(self._commits((s, s.commit_point()) for s in parts))
 
     async def _shutdown(self, pump: asyncio.Task[None], housekeeping: asyncio.Task[None]) -> None:
-        """Stop taking work, let in-flight requests finish (bounded), store, commit, close."""
+        """Stop taking work, release every partition like a revocation (in-flight requests
+        get the grace period), commit, close."""
         grace = self.settings.delivery.shutdown_grace_s
         self._poller.stop_fetching()
         self._ctx.stopping.set()
         housekeeping.cancel()
-        if self._ctx.tasks:
-            _, late = await asyncio.wait(set(self._ctx.tasks), timeout=grace)
-            for task in late:
-                task.cancel()  # their offsets stay unfinished: redelivered, never lost
-        for lane in self._lanes.values():
-            dropped = lane.drop_queued()
-            self.stats.abandoned += dropped
-            self.stats.buffered -= dropped
-        await self._producer.drain(grace)
-        self._store_offsets()
-        self._closing = True
-        await self._poller.close()
+        final = await self._release(list(self._parts), grace)
+        await self._producer.drain(grace)  # outcome records
+        await self._poller.close(final)
         pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):  # a failure was reported
+        with contextlib.suppress(asyncio.CancelledError):
             await pump
         self._producer.flush(grace)
         await self._sender.close()

@@ -42,7 +42,11 @@ def error(text: str) -> HttpResult:
         (error("connect: connection refused"), 2, RetryLater(10.0, NOW + 10.0, 2)),
         (status(400), 1, DeadLetter("permanent failure: HTTP 400", OutcomeClass.PERMANENT)),
         (status(301), 1, DeadLetter("permanent failure: HTTP 301", OutcomeClass.PERMANENT)),
-        (error("invalid-url"), 1, DeadLetter("permanent failure: invalid-url", OutcomeClass.PERMANENT)),
+        (
+            error("invalid-url"),
+            1,
+            DeadLetter("permanent failure: invalid-url", OutcomeClass.PERMANENT),
+        ),
         (status(410), 1, Disable("endpoint gone: HTTP 410")),
     ],
 )
@@ -60,7 +64,8 @@ def test_jitter_comes_from_the_draw() -> None:
     policy = RetryPolicy(max_attempts=3, delays_s=(10.0,), jitter=0.5)
     low = next_step(status(500), 1, policy, NOW, 0.0)
     high = next_step(status(500), 1, policy, NOW, 0.999999)
-    assert isinstance(low, RetryLater) and isinstance(high, RetryLater)
+    assert isinstance(low, RetryLater)
+    assert isinstance(high, RetryLater)
     assert low.delay_s == pytest.approx(5.0)
     assert high.delay_s == pytest.approx(15.0, rel=1e-4)
 

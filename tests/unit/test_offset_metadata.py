@@ -20,14 +20,16 @@ def test_round_trip_of_an_interleaved_partition() -> None:
     # A fast endpoint's offsets finished between a slow endpoint's (every other one).
     finished = list(range(101, 5_000, 2))
     text = encode_finished(100, finished)
-    assert text is not None and len(text) <= MAX_METADATA_CHARS
+    assert text is not None
+    assert len(text) <= MAX_METADATA_CHARS
     assert decode_finished(100, text) == frozenset(finished)
 
 
 def test_long_runs_compress_into_a_few_bytes() -> None:
     finished = list(range(1_001, 200_000))
     text = encode_finished(1_000, finished)
-    assert text is not None and len(text) < 100
+    assert text is not None
+    assert len(text) < 100
     assert decode_finished(1_000, text) == frozenset(finished)
 
 
@@ -46,7 +48,16 @@ def test_metadata_for_another_offset_is_ignored() -> None:
 
 @pytest.mark.parametrize(
     "garbage",
-    ["", "hello", "wm1:", "wm1:x:b:AA==", "wm1:5:q:AA==", "wm1:5:b:!!!", "wm1:5:bz:AAAA", "wm1:5:r:/w=="],
+    [
+        "",
+        "hello",
+        "wm1:",
+        "wm1:x:b:AA==",
+        "wm1:5:q:AA==",
+        "wm1:5:b:!!!",
+        "wm1:5:bz:AAAA",
+        "wm1:5:r:/w==",
+    ],
 )
 def test_garbage_is_ignored_not_raised(garbage: str) -> None:
     assert decode_finished(5, garbage) == frozenset()
