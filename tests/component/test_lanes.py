@@ -1,0 +1,166 @@
+"""Lanes and partitions with a fake sender and producer: revocation mid-backoff, a request
+on the wire at revocation, a dead letter the broker refuses."""
+
+from __future__ import annotations
+
+import asyncio
+
+from dispatcher.codec import decode_dead_letter, decode_outcome
+from dispatcher.model import DeliverySettings, Endpoint, KafkaSettings
+from dispatcher.pipeline.dead_letters import DeadLetterWriter
+from dispatcher.pipeline.hosts import slots_by_endpoint
+from dispatcher.pipeline.lanes import Delivery, Lane, LaneContext
+from dispatcher.pipeline.partitions import PartitionState
+from dispatcher.pipeline.supervisor import Supervisor
+from dispatcher.records import DeliveryMeta
+from dispatcher.stats import WorkerStats
+from tests.component.fakes import FakeProducer, FakeSender, status
+
+KAFKA = KafkaSettings("127.0.0.1:9", ("events",), topic_prefix="wh")
+ENDPOINT = Endpoint("ep", "http://127.0.0.1:9/hooks/ep", (b"k" * 24,), ("*",), max_in_flight=2)
+BOUND_S = 30  # a bound on a wait that the fixed code ends at once, not a timing threshold
+
+
+def lane_for(
+    sender: FakeSender, producer: FakeProducer, delivery: DeliverySettings
+) -> tuple[Lane, LaneContext, Supervisor]:
+    stats = WorkerStats()
+    supervisor = Supervisor(asyncio.get_running_loop())
+    writer = DeadLetterWriter(producer, KAFKA.dlq_topic, stats, producer.max_record_bytes)
+    ctx = LaneContext(sender, producer, writer, KAFKA, delivery, stats, supervisor)
+    slots = slots_by_endpoint([ENDPOINT], 4)
+    return Lane(ENDPOINT, ctx, slots["ep"]), ctx, supervisor
+
+
+def submit(lane: Lane, ctx: LaneContext, part: PartitionState, offset: int) -> None:
+    part.take(offset)
+    part.buffered += 1
+    ctx.stats.buffered += 1
+    meta = DeliveryMeta(f"evt-{offset}", "order.created", 0, None, "events/0/1", 0)
+    lane.submit(Delivery(part, offset, b'{"id":"x"}', meta))
+
+
+def outcomes(producer: FakeProducer) -> list[str]:
+    records = producer.acked + producer.pending
+    return [decode_outcome(p.value)["outcome"] for p in records if p.topic == KAFKA.outcomes_topic]
+
+
+async def test_revocation_during_backoff_sends_nothing_more_and_does_not_wait_the_grace() -> None:
+    sender = FakeSender(auto=lambda _url: status(503))
+    producer = FakeProducer()
+    delivery = DeliverySettings(retry_delays_s=(3600.0,), max_attempts=5)
+    lane, ctx, supervisor = lane_for(sender, producer, delivery)
+    part = PartitionState("wh.deliveries", 0)
+    submit(lane, ctx, part, 10)
+    await sender.wait_for_requests(1)
+
+    point = await asyncio.wait_for(part.revoke(grace_s=3600.0), BOUND_S)
+    await asyncio.wait_for(asyncio.gather(*ctx.tasks, return_exceptions=True), BOUND_S)
+
+    assert point == (10, "")  # unfinished: the next owner makes the next attempt
+    assert len(sender.requests) == 1
+    assert KAFKA.dlq_topic not in producer.topics()
+    assert outcomes(producer) == ["retry"]  # the attempt made while it was ours
+    assert part.in_flight == 0
+    assert ctx.stats.buffered == 0
+    assert not supervisor.failed.done()
+
+
+async def test_a_request_on_the_wire_finishes_within_the_grace_and_is_committed() -> None:
+    sender = FakeSender()
+    producer = FakeProducer()
+    lane, ctx, _ = lane_for(sender, producer, DeliverySettings())
+    part = PartitionState("wh.deliveries", 0)
+    submit(lane, ctx, part, 10)
+    await sender.wait_for_requests(1)
+
+    revoking = asyncio.create_task(part.revoke(grace_s=3600.0))
+    await asyncio.sleep(0)  # let the revocation start: it must wait for the request
+    assert not revoking.done()
+    sender.requests[0].answer.set_result(status(204))
+    point = await asyncio.wait_for(revoking, BOUND_S)
+
+    assert point == (11, "")
+    assert outcomes(producer) == ["delivered"]
+
+
+async def test_a_request_still_on_the_wire_after_the_grace_records_nothing() -> None:
+    sender = FakeSender()
+    producer = FakeProducer()
+    lane, ctx, _ = lane_for(sender, producer, DeliverySettings())
+    part = PartitionState("wh.deliveries", 0)
+    submit(lane, ctx, part, 10)
+    submit(lane, ctx, part, 11)
+    await sender.wait_for_requests(2)
+    sender.requests[1].answer.set_result(status(204))  # 11 done; 10 hangs
+
+    point = await asyncio.wait_for(part.revoke(grace_s=0.05), BOUND_S)
+    await asyncio.wait_for(asyncio.gather(*ctx.tasks, return_exceptions=True), BOUND_S)
+
+    assert point is not None
+    offset, metadata = point
+    assert offset == 10
+    assert metadata is not None
+    assert metadata.startswith("wm1:10:")  # 11 travels as finished above the watermark
+    assert outcomes(producer) == ["delivered"]  # only 11's
+    assert sender.requests[0].answer.cancelled()  # the request was abandoned, not answered
+    assert part.in_flight == 0
+
+
+async def test_a_dead_letter_the_broker_refuses_leaves_its_offset_unfinished() -> None:
+    sender = FakeSender(auto=lambda _url: status(400))
+    producer = FakeProducer()
+    lane, ctx, _ = lane_for(sender, producer, DeliverySettings())
+    part = PartitionState("wh.deliveries", 0)
+    submit(lane, ctx, part, 10)
+    await asyncio.wait_for(asyncio.gather(*ctx.tasks), BOUND_S)
+    dead = [p for p in producer.pending if p.topic == KAFKA.dlq_topic]
+    assert len(dead) == 1
+    assert decode_dead_letter(dead[0].value)["reason"] == "permanent failure: HTTP 400"
+
+    producer.fail_all(KAFKA.dlq_topic)
+
+    assert producer.failures == [(KAFKA.dlq_topic, "Broker: Not enough in-sync replicas")]
+    assert part.commit_point() == (10, "")  # never past it: a restart does it again
+    assert part.in_flight == 0
+    assert ctx.stats.dead_lettered == 0
+
+
+async def test_a_dead_letter_acknowledged_finishes_its_offset() -> None:
+    sender = FakeSender(auto=lambda _url: status(400))
+    producer = FakeProducer()
+    lane, ctx, _ = lane_for(sender, producer, DeliverySettings())
+    part = PartitionState("wh.deliveries", 0)
+    submit(lane, ctx, part, 10)
+    await asyncio.wait_for(asyncio.gather(*ctx.tasks), BOUND_S)
+    producer.ack_all()
+    assert part.commit_point() == (11, "")
+    assert ctx.stats.dead_lettered == 1
+
+
+async def test_a_dead_letter_that_cannot_be_queued_stops_the_worker() -> None:
+    sender = FakeSender(auto=lambda _url: status(400))
+    producer = FakeProducer(refuse=lambda topic, _v: topic == KAFKA.dlq_topic)
+    lane, ctx, supervisor = lane_for(sender, producer, DeliverySettings())
+    part = PartitionState("wh.deliveries", 0)
+    submit(lane, ctx, part, 10)
+    await asyncio.wait_for(asyncio.gather(*ctx.tasks, return_exceptions=True), BOUND_S)
+    failure = await asyncio.wait_for(supervisor.failed, BOUND_S)
+    assert "RecordRefused" in failure
+    assert part.commit_point() == (10, "")
+    assert part.in_flight == 0
+
+
+def test_a_new_owner_skips_what_the_previous_one_finished() -> None:
+    from dispatcher.offset_metadata import encode_finished
+
+    part = PartitionState(
+        "wh.deliveries", 0, committed=5, metadata=encode_finished(5, [6, 8]) or ""
+    )
+    assert [part.take(o) for o in (5, 6, 7, 8, 9)] == [True, False, True, False, True]
+    part.started()
+    part.finished(5)
+    point = part.commit_point()
+    assert point is not None
+    assert point[0] == 7
+    assert point[1] == encode_finished(7, [8])
