@@ -78,6 +78,7 @@ class ConsumerPoller:
         self._closed: asyncio.Future[None] = loop.create_future()
         self._thread = threading.Thread(target=self._run, name="kafka-poll", daemon=True)
         self._error_reported: dict[int, float] = {}
+        self._newly_assigned: list[TopicPartition] = []  # by the callback, for the thread
 
     # --- called by the worker on the loop thread ---------------------------------------------
 
@@ -143,9 +144,11 @@ class ConsumerPoller:
             # timeout to every record's latency under light load; poll() returns with the
             # first record, and consume(timeout=0) then takes what is already queued.
             first = consumer.poll(POLL_TIMEOUT_S)
+            self._announce_assigned()
             if first is None:
                 continue
             messages = [first, *consumer.consume(num_messages=BATCH_SIZE - 1, timeout=0)]
+            self._announce_assigned()
             good = [m for m in messages if self._usable(m)]
             if good:
                 self._taken.clear()
@@ -217,9 +220,19 @@ class ConsumerPoller:
 
     # --- rebalance callbacks (on the poll thread, inside consume or close) -------------------
 
-    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Committed offsets are read after the callback returns: inside it, librdkafka's
+        # group state is mid-rebalance and the lookup timed out.
+        self._newly_assigned += partitions
+
+    def _announce_assigned(self) -> None:
+        """Hand new partitions to the loop with their committed offsets and metadata, before
+        any batch that holds their records."""
+        if not self._newly_assigned:
+            return
+        partitions, self._newly_assigned = self._newly_assigned, []
         try:
-            committed = consumer.committed(partitions, timeout=COMMITTED_TIMEOUT_S)
+            committed = self._consumer.committed(partitions, timeout=COMMITTED_TIMEOUT_S)
         except KafkaException as exc:
             # Without the metadata a new owner redoes what the last one finished: duplicates,
             # never loss.
@@ -241,6 +254,11 @@ class ConsumerPoller:
         self._release(partitions, lost=True)
 
     def _release(self, partitions: list[TopicPartition], *, lost: bool) -> Commits:
+        gone = set(_pairs(partitions))
+        # Assigned and taken back before the loop heard of them: it never will.
+        self._newly_assigned = [
+            tp for tp in self._newly_assigned if (tp.topic, tp.partition) not in gone
+        ]
         future = asyncio.run_coroutine_threadsafe(
             _as_coroutine(self._on_revoke(_pairs(partitions), lost)), self._loop
         )
