@@ -208,8 +208,10 @@ class ConsumerPoller:
             return True
         if error.code() == KafkaError._PARTITION_EOF:
             return False
-        if error.fatal():
-            raise KafkaUnavailableError(f"consumer failed: {error}")
+        # A fatal error reaches the consumer as a message whose code is _FATAL (and whose
+        # fatal() is False, as seen with a fenced static member).
+        if error.fatal() or error.code() == KafkaError._FATAL:
+            raise KafkaUnavailableError(f"consumer failed: {error.str()}")
         now = time.monotonic()
         if now - self._error_reported.get(error.code(), -1e9) >= ERROR_REPORT_INTERVAL_S:
             self._error_reported[error.code()] = now
