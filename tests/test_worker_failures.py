@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +10,7 @@ from confluent_kafka import Consumer
 
 from dispatcher.receiver import RecordingReceiver
 from tests.pipeline_harness import build_settings, create_all_topics, endpoint, produce_events
-from tests.test_handover import write_config
+from tests.test_handover import start_worker, write_config
 
 
 async def test_a_fenced_consumer_stops_the_worker_with_one_line_and_a_non_zero_exit(
@@ -32,13 +29,7 @@ async def test_a_fenced_consumer_stops_the_worker_with_one_line_and_a_non_zero_e
                 "[delivery]", f'[kafka.client]\n"group.instance.id" = "{instance}"\n\n[delivery]'
             )
         )
-        env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "dispatcher", "run", "--config", str(config)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        worker = start_worker(config)
         try:
             await receiver.wait_for(50, 90)
             # A second member with the same static id fences the first: a fatal error.
