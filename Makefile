@@ -80,8 +80,10 @@ deploy-check: setup
 	$(VENV)/bin/hadolint docker/Dockerfile
 	@if docker compose version >/dev/null 2>&1; then \
 	  docker compose -f docker/compose.yaml --profile stack config --quiet && echo "docker compose config: ok"; \
+	elif command -v docker-compose >/dev/null; then \
+	  docker-compose -f docker/compose.yaml --profile stack config -q && echo "docker-compose config: ok"; \
 	else \
-	  echo "docker compose: no compose plugin here; tests/test_deploy_manifests.py checks the file's structure"; \
+	  echo "docker compose: not installed here; tests/test_deploy_manifests.py checks the file's structure"; \
 	fi
 	$(PY) -m pytest -q tests/test_deploy_docs.py tests/test_deploy_dashboard.py \
 	  tests/test_deploy_manifests.py tests/test_deploy_metrics_bridge.py

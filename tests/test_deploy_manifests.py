@@ -3,8 +3,9 @@
 - Kubernetes manifests: strict schema validation with the schemas bundled in the
   kubernetes-validate package, and the facts they must share with the code (config, ports,
   grace period, labels).
-- docker/compose.yaml: its structure (services, images, depends_on, ports, profiles), since
-  the docker client here has no compose plugin to run `docker compose config`.
+- docker/compose.yaml: its structure (services, images, depends_on, ports, profiles), and
+  `config` of the compose plugin, or of the standalone docker-compose, where one is installed
+  (the docker client here has no compose plugin).
 - docker/Dockerfile: the shape the docs promise, and every COPY source let through by
   .dockerignore.
 - The configs of both load with the dispatcher's own config loader.
@@ -275,14 +276,22 @@ def test_published_ports_are_on_loopback_only() -> None:
             assert port.startswith("127.0.0.1:"), name
 
 
-@pytest.mark.skipif(
-    shutil.which("docker") is None
-    or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0,
-    reason="the docker client has no compose plugin here",
-)
+def compose_command() -> list[str] | None:
+    """`docker compose` (the plugin) if the docker client has it, else `docker-compose`."""
+    if shutil.which("docker") is not None:
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    standalone = shutil.which("docker-compose")
+    return [standalone] if standalone else None
+
+
 def test_docker_compose_config_accepts_the_file() -> None:
-    command = ["docker", "compose", "-f", str(DOCKER / "compose.yaml"), "--profile", "stack"]
-    result = subprocess.run([*command, "config", "--quiet"], capture_output=True, text=True)
+    command = compose_command()
+    if command is None:
+        pytest.skip("neither the compose plugin nor docker-compose is installed")
+    command += ["-f", str(DOCKER / "compose.yaml"), "--profile", "stack", "config", "-q"]
+    result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
