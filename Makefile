@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH ?= quick
 
-.PHONY: help setup system-deps kafka-jars kafka-up kafka-down run test test-unit lint bench bench-deps clean
+.PHONY: help setup system-deps kafka-jars kafka-up kafka-down run test test-unit lint bench bench-deps clean deploy-check
 
 help:
 	@echo "make setup       venv in .venv with the project and its dev tools"
@@ -67,6 +67,26 @@ bench-deps:
 
 bench: kafka-jars bench-deps
 	$(PY) -m benchmarks.run --profile $(BENCH)
+
+# The deployment files, checked without a Docker engine or a cluster (docs/operations.md).
+deploy-check: setup
+	@for version in 1.30.0 1.37.0; do \
+	  out=$$($(VENV)/bin/kubernetes-validate --strict --quiet -k $$version \
+	    $$(ls deploy/kubernetes/*.yaml | grep -v kustomization.yaml)); rc=$$?; \
+	  [ -z "$$out" ] || echo "$$out"; \
+	  if [ $$rc != 0 ] || grep -q '^WARN' <<<"$$out"; then exit 1; fi; \
+	  echo "kubernetes-validate --strict $$version: deploy/kubernetes passed"; \
+	done
+	$(VENV)/bin/hadolint docker/Dockerfile
+	@if docker compose version >/dev/null 2>&1; then \
+	  docker compose -f docker/compose.yaml --profile stack config --quiet && echo "docker compose config: ok"; \
+	elif command -v docker-compose >/dev/null; then \
+	  docker-compose -f docker/compose.yaml --profile stack config -q && echo "docker-compose config: ok"; \
+	else \
+	  echo "docker compose: not installed here; tests/test_deploy_manifests.py checks the file's structure"; \
+	fi
+	$(PY) -m pytest -q tests/test_deploy_docs.py tests/test_deploy_dashboard.py \
+	  tests/test_deploy_manifests.py tests/test_deploy_metrics_bridge.py
 
 clean: kafka-down
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
