@@ -1,4 +1,4 @@
-"""The dispatcher under test, driven only through its public CLI (DESIGN.md).
+"""The dispatcher under test, driven only through its public CLI (docs/architecture.md).
 
 `dispatcher topics --config FILE`, then `dispatcher run --config FILE [--workers N]`
 until SIGTERM.

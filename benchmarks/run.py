@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--profile",
         choices=sorted(PROFILES),
         default="quick",
-        help="quick: reduced sizes, a few minutes; full: BENCHMARKS.md sizes; "
+        help="quick: reduced sizes, a few minutes; full: the sizes of docs/benchmarks.md; "
         "smoke: tiny baselines, for the test suite",
     )
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these workloads")

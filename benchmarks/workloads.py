@@ -1,4 +1,4 @@
-"""The workloads, one declaration each (BENCHMARKS.md, "Workloads").
+"""The workloads, one declaration each (docs/benchmarks.md, "Workloads").
 
 Subscriptions are laid out so the expected deliveries follow from the numbers alone:
 with `subscribers_per_type` = k, endpoint i subscribes to type `bench.t<i // k>` and
