@@ -182,7 +182,7 @@ class ConsumerPoller:
 
     def _commit(self, offsets: Commits, *, synchronous: bool) -> None:
         assigned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
-        tps = [_with_metadata(t, p, o, m) for t, p, o, m in offsets if (t, p) in assigned]
+        tps = [_with_metadata(*commit) for commit in still_owned(offsets, assigned)]
         if not tps:
             return
         try:
@@ -270,6 +270,12 @@ class ConsumerPoller:
             future.cancel()
             self._on_failure("revocation", f"partitions not released in time: {_pairs(partitions)}")
             return []
+
+
+def still_owned(offsets: Commits, assigned: set[tuple[str, int]]) -> Commits:
+    """The commits of partitions still assigned when the poll thread runs the request: one
+    queued before a revocation must not land after the revocation's final commit."""
+    return [commit for commit in offsets if (commit[0], commit[1]) in assigned]
 
 
 async def _as_coroutine(awaitable: Awaitable[Commits]) -> Commits:
