@@ -1,4 +1,4 @@
-"""The delivery record on `<prefix>.deliveries` (and later the retry topics). Pure.
+"""The delivery record on `<prefix>.deliveries` and `<prefix>.retry.<n>`. Pure.
 
 Key: the endpoint id. Value: the webhook body (the event's JSON, passed through untouched).
 Headers carry what stage 2 needs without parsing the body:
@@ -9,6 +9,13 @@ Headers carry what stage 2 needs without parsing the body:
     producer-key    the source record's key, when it had one (ordering = "key")
     source          "<topic>/<partition>/<offset>" of the source event, for tracing
     attempt         attempts already made; absent on a first delivery
+
+A record on a retry tier also carries, so a restart neither resets the count nor the wait:
+
+    due-ms              not to be attempted before this time (ms since the epoch)
+    first-attempt-ms    when the first attempt was made (for max_age_s)
+    last-status         the HTTP status of the last attempt, when it got one
+    last-error          why the last attempt got no answer, when it got none
 """
 
 from __future__ import annotations
@@ -22,6 +29,10 @@ H_EVENT_TIME = "event-time-ms"
 H_PRODUCER_KEY = "producer-key"
 H_SOURCE = "source"
 H_ATTEMPT = "attempt"
+H_DUE = "due-ms"
+H_FIRST_ATTEMPT = "first-attempt-ms"
+H_LAST_STATUS = "last-status"
+H_LAST_ERROR = "last-error"
 
 Headers = list[tuple[str, str | bytes | None]]
 
@@ -56,6 +67,36 @@ class DeliveryMeta:
     producer_key: bytes | None
     source: str
     attempts_made: int
+    due_ms: int = 0  # retry records: not before this time
+    first_attempt_ms: int = 0  # retry records: when the first attempt was made
+
+
+def retry_headers(
+    meta: DeliveryMeta,
+    attempts_made: int,
+    due_ms: int,
+    first_attempt_ms: int,
+    status: int | None,
+    error: str | None,
+) -> Headers:
+    """The headers of a retry-tier record for `meta`'s delivery after `attempts_made`."""
+    topic_partition_offset = meta.source.encode()
+    headers: Headers = [
+        (H_EVENT_ID, meta.event_id.encode()),
+        (H_EVENT_TYPE, meta.event_type.encode()),
+        (H_EVENT_TIME, str(meta.event_time_ms).encode()),
+        (H_SOURCE, topic_partition_offset),
+        (H_ATTEMPT, str(attempts_made).encode()),
+        (H_DUE, str(due_ms).encode()),
+        (H_FIRST_ATTEMPT, str(first_attempt_ms).encode()),
+    ]
+    if meta.producer_key is not None:
+        headers.append((H_PRODUCER_KEY, meta.producer_key))
+    if status is not None:
+        headers.append((H_LAST_STATUS, str(status).encode()))
+    if error:
+        headers.append((H_LAST_ERROR, error[:200].encode()))
+    return headers
 
 
 class BadDeliveryRecord(ValueError):
@@ -74,11 +115,22 @@ def read_delivery_headers(
         event_type = _text(fields, H_EVENT_TYPE)
         event_time = int(fields.get(H_EVENT_TIME) or b"0")
         attempts = int(fields.get(H_ATTEMPT) or b"0")
+        due = int(fields.get(H_DUE) or b"0")
+        first_attempt = int(fields.get(H_FIRST_ATTEMPT) or b"0")
     except ValueError as exc:
         raise BadDeliveryRecord(str(exc)) from exc
+    if attempts < 0:
+        raise BadDeliveryRecord(f"header {H_ATTEMPT!r} is negative")
     source = (fields.get(H_SOURCE) or b"").decode(errors="replace")
     return DeliveryMeta(
-        event_id, event_type, event_time, fields.get(H_PRODUCER_KEY), source, attempts
+        event_id,
+        event_type,
+        event_time,
+        fields.get(H_PRODUCER_KEY),
+        source,
+        attempts,
+        due,
+        first_attempt,
     )
 
 

@@ -7,6 +7,7 @@ from dispatcher.records import (
     BadDeliveryRecord,
     delivery_headers,
     read_delivery_headers,
+    retry_headers,
 )
 
 
@@ -46,3 +47,22 @@ def test_records_we_did_not_write_are_refused(
 ) -> None:
     with pytest.raises(BadDeliveryRecord, match=problem):
         read_delivery_headers(headers)
+
+
+def test_retry_headers_carry_the_count_the_due_time_and_the_first_attempt() -> None:
+    meta = read_delivery_headers(delivery_headers("e", "t", 5, b"k", ("s", 1, 2)))
+    headers = retry_headers(meta, 2, 1_700_000_009_000, 1_700_000_000_000, 503, None)
+
+    again = read_delivery_headers(headers)
+
+    assert again.attempts_made == 2
+    assert again.due_ms == 1_700_000_009_000
+    assert again.first_attempt_ms == 1_700_000_000_000
+    assert again.producer_key == b"k"
+    assert again.source == "s/1/2"
+    assert ("last-status", b"503") in headers
+
+
+def test_a_negative_attempt_count_is_refused() -> None:
+    with pytest.raises(BadDeliveryRecord, match="negative"):
+        read_delivery_headers([("event-id", b"e"), ("event-type", b"t"), ("attempt", b"-1")])
