@@ -8,6 +8,7 @@ Every bad value stops start-up with one `ConfigError` naming file, field and pro
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import os
 import re
@@ -17,6 +18,14 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from dispatcher.codec import load_schema
+from dispatcher.egress import (
+    EgressPolicy,
+    literal_brokers,
+    literal_host_address,
+    looks_like_ip_literal,
+    parse_network,
+    policy_for,
+)
 from dispatcher.errors import ConfigError
 from dispatcher.model import (
     DeliverySettings,
@@ -25,13 +34,14 @@ from dispatcher.model import (
     KafkaSettings,
     MetricsSettings,
     Ordering,
+    SecuritySettings,
     Settings,
 )
 from dispatcher.signing import decode_secret
 
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 
-_TOP_KEYS = ("kafka", "delivery", "endpoints", "metrics")
+_TOP_KEYS = ("kafka", "delivery", "endpoints", "metrics", "security")
 _KAFKA_KEYS = (
     *("bootstrap_servers", "group_id", "source_topics", "topic_prefix", "source_format"),
     *("avro_schema", "avro_schemas", "deliveries_partitions", "replication_factor", "client"),
@@ -42,6 +52,8 @@ _ENDPOINT_KEYS = (
     *("max_in_flight", "rate_limit_per_s", "ordering"),
 )
 _METRICS_KEYS = ("port",)
+_SECURITY_KEYS = SecuritySettings.__slots__
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 _KAFKA = KafkaSettings("", ())  # defaults, read from the model so they are written once
 _DELIVERY = DeliverySettings()
@@ -98,12 +110,21 @@ def parse_settings(
     root = _Table(source, "", data, _TOP_KEYS)
     kafka = root.table("kafka", _KAFKA_KEYS, required=True)
     metrics = root.table("metrics", _METRICS_KEYS)
+    kafka_settings = _kafka(kafka, os.environ if environ is None else environ)
+    security = _security(root.table("security", _SECURITY_KEYS))
+    # Transitional: literal endpoint addresses are judged only in files that have a
+    # [security] section, so configs written before the guard keep loading; the sender's
+    # guard judges every address at request time either way.
+    egress = None
+    if root.has("security"):
+        egress = policy_for(security, literal_brokers(kafka_settings.bootstrap_servers))
     return Settings(
-        kafka=_kafka(kafka, os.environ if environ is None else environ),
+        kafka=kafka_settings,
         delivery=_delivery(root.table("delivery", _DELIVERY_KEYS)),
-        endpoints=_endpoints(root),
+        endpoints=_endpoints(root, egress),
         metrics=MetricsSettings(port=metrics.integer_or_none("port", 1, 65535)),
         source_file=source,
+        security=security,
     )
 
 
@@ -190,12 +211,36 @@ def _delivery(table: _Table) -> DeliverySettings:
     return delivery
 
 
-def _endpoints(root: _Table) -> tuple[Endpoint, ...]:
+def _security(table: _Table) -> SecuritySettings:
+    allow = table.raw("allow_networks") if table.has("allow_networks") else []
+    if not isinstance(allow, list):
+        raise table.error("allow_networks", f"must be an array of networks, got {_kind(allow)}")
+    return SecuritySettings(
+        allow_networks=tuple(_network(table, i, value) for i, value in enumerate(allow)),
+        https_only=table.boolean("https_only", SecuritySettings().https_only),
+    )
+
+
+def _network(
+    table: _Table, index: int, value: object
+) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    field = f"allow_networks[{index}]"
+    if not isinstance(value, str):
+        raise table.error(
+            field, f"must be a network such as '10.1.0.0/16', got {_described(value)}"
+        )
+    try:
+        return parse_network(value)
+    except ValueError as exc:
+        raise table.error(field, f"not a network: {exc}") from None
+
+
+def _endpoints(root: _Table, egress: EgressPolicy | None) -> tuple[Endpoint, ...]:
     tables = root.table_list("endpoints", _ENDPOINT_KEYS)
     endpoints: list[Endpoint] = []
     seen: dict[str, int] = {}
     for index, table in enumerate(tables):
-        endpoint = _endpoint(table)
+        endpoint = _endpoint(table, egress)
         if endpoint.id in seen:
             also = f"endpoints[{seen[endpoint.id]}]"
             raise table.error("id", f"duplicate endpoint id {endpoint.id!r} (also {also})")
@@ -204,10 +249,10 @@ def _endpoints(root: _Table) -> tuple[Endpoint, ...]:
     return tuple(endpoints)
 
 
-def _endpoint(table: _Table) -> Endpoint:
+def _endpoint(table: _Table, egress: EgressPolicy | None) -> Endpoint:
     return Endpoint(
         id=table.string("id", None, _ENDPOINT_ID, "1..128 letters, digits, '.', '_' or '-'"),
-        url=_url(table),
+        url=_url(table, egress),
         secrets=_secrets(table),
         event_types=table.string_list("event_types", _EVENT_PATTERN, _PATTERN_MEANING),
         max_in_flight=table.integer("max_in_flight", _ENDPOINT.max_in_flight),
@@ -216,11 +261,34 @@ def _endpoint(table: _Table) -> Endpoint:
     )
 
 
-def _url(table: _Table) -> str:
+def _url(table: _Table, egress: EgressPolicy | None) -> str:
     url = table.string("url", None)
     if not _is_http_url(url):
         raise table.error("url", f"must be an http or https URL with a host, got {_show(url)}")
+    problem = None if egress is None else endpoint_url_problem(url, egress)
+    if problem is not None:
+        raise table.error("url", problem)
     return url
+
+
+def endpoint_url_problem(url: str, egress: EgressPolicy) -> str | None:
+    """What the egress guard would refuse about an http(s) `url` on every request, known
+    without I/O; for every write of an endpoint. Only literal IP hosts can be judged here;
+    names are judged when they are resolved.
+    """
+    parts = urlsplit(url)
+    if egress.url_denial(parts.scheme) is not None:
+        return "must be an https URL ([security] https_only = true)"
+    host = parts.hostname or ""
+    if not looks_like_ip_literal(host):
+        return None
+    address = literal_host_address(host)
+    if address is None:
+        return f"host {_show(host)} is not an IP address in canonical form"
+    reason = egress.denial(address, parts.port or _DEFAULT_PORTS[parts.scheme])
+    if reason is None:
+        return None
+    return f"{address} is a blocked address ({reason}); [security] allow_networks can open it"
 
 
 def _is_http_url(url: str) -> bool:
@@ -350,6 +418,12 @@ class _Table:
             names = ", ".join(repr(choice) for choice in choices)
             raise self.error(key, f"must be one of {names}, got {_show(value)}")
         return kind(value)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.data.get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, got {_described(value)}")
+        return value
 
     def integer(self, key: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
         value = self.data.get(key, default)

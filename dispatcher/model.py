@@ -7,6 +7,7 @@ passes the other values between the pure logic and the adapters.
 from __future__ import annotations
 
 import enum
+import ipaddress
 from dataclasses import dataclass, field
 
 
@@ -89,12 +90,22 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    """The `[security]` section: what the egress guard (dispatcher.egress) lets through."""
+
+    # Networks opened although the guard denies them by default (tests open 127.0.0.0/8).
+    allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    https_only: bool = False  # refuse plain http endpoint URLs
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     kafka: KafkaSettings
     delivery: DeliverySettings
     endpoints: tuple[Endpoint, ...]
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     source_file: str = "<memory>"
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
 
 @dataclass(frozen=True, slots=True)
