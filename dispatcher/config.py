@@ -37,6 +37,7 @@ from dispatcher.model import (
     SecuritySettings,
     Settings,
 )
+from dispatcher.secret import Secret
 from dispatcher.signing import decode_secret
 
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
@@ -263,6 +264,9 @@ def _endpoint(table: _Table, egress: EgressPolicy | None) -> Endpoint:
 
 def _url(table: _Table, egress: EgressPolicy | None) -> str:
     url = table.string("url", None)
+    if _has_credentials(url):
+        # Not quoted: the password would end up in the logs this message is written to.
+        raise table.error("url", "must not carry credentials (user:password@host)")
     if not _is_http_url(url):
         raise table.error("url", f"must be an http or https URL with a host, got {_show(url)}")
     problem = None if egress is None else endpoint_url_problem(url, egress)
@@ -291,6 +295,15 @@ def endpoint_url_problem(url: str, egress: EgressPolicy) -> str | None:
     return f"{address} is a blocked address ({reason}); [security] allow_networks can open it"
 
 
+def _has_credentials(url: str) -> bool:
+    """True when the URL's authority has a user-info part; when in doubt (unparseable), an
+    "@" anywhere before the path counts, so a bad URL is never quoted with a password."""
+    try:
+        return "@" in urlsplit(url).netloc
+    except ValueError:
+        return "@" in url.partition("://")[2].partition("/")[0]
+
+
 def _is_http_url(url: str) -> bool:
     try:
         parts = urlsplit(url)
@@ -301,7 +314,7 @@ def _is_http_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname) and not has_space
 
 
-def _secrets(table: _Table) -> tuple[bytes, ...]:
+def _secrets(table: _Table) -> tuple[Secret, ...]:
     if table.has("secret") and table.has("secrets"):
         raise table.error("secrets", "give either 'secret' or 'secrets', not both")
     if not table.has("secret") and not table.has("secrets"):
@@ -314,12 +327,12 @@ def _secrets(table: _Table) -> tuple[bytes, ...]:
     return tuple(_secret(table, f"secrets[{i}]", value) for i, value in enumerate(values))
 
 
-def _secret(table: _Table, field: str, value: object) -> bytes:
+def _secret(table: _Table, field: str, value: object) -> Secret:
     # Never quote a secret in an error: messages end up in logs.
     if not isinstance(value, str):
         raise table.error(field, f"must be a string, got {_kind(value)}")
     try:
-        return decode_secret(value)
+        return Secret(decode_secret(value))
     except ValueError as exc:
         raise table.error(field, f"not a Standard Webhooks secret: {exc}") from None
 

@@ -10,6 +10,8 @@ import enum
 import ipaddress
 from dataclasses import dataclass, field
 
+from dispatcher.secret import Secret
+
 
 class Ordering(enum.Enum):
     """How an endpoint's deliveries may overlap (DESIGN.md, guarantee 3)."""
@@ -30,11 +32,17 @@ class Endpoint:
     id: str
     url: str
     # Raw HMAC keys (the base64-decoded `whsec_...` secrets); every key signs while rotating.
+    # Held as `Secret` (bytes with a redacted repr): plain bytes given here are wrapped.
     secrets: tuple[bytes, ...]
     event_types: tuple[str, ...]
     max_in_flight: int = 8
     rate_limit_per_s: float | None = None  # None: no rate limit
     ordering: Ordering = Ordering.NONE
+
+    def __post_init__(self) -> None:
+        if not all(type(key) is Secret for key in self.secrets):
+            redacted = tuple(Secret(key) for key in self.secrets)
+            object.__setattr__(self, "secrets", redacted)  # frozen: set once, here
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +57,9 @@ class KafkaSettings:
     avro_schemas_by_id: tuple[tuple[int, str], ...] = ()
     deliveries_partitions: int = 12
     replication_factor: int = 1
-    # Extra librdkafka settings passed through untouched (e.g. security.protocol).
-    client_config: tuple[tuple[str, str], ...] = ()
+    # Extra librdkafka settings passed through untouched (e.g. security.protocol). Left out
+    # of the repr: they may hold credentials (sasl.password, ssl.key.password).
+    client_config: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @property
     def deliveries_topic(self) -> str:
