@@ -39,6 +39,7 @@ from dispatcher.model import (
 )
 from dispatcher.secret import Secret
 from dispatcher.signing import decode_secret
+from dispatcher.tls import TlsFileError, context_for
 
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 
@@ -51,10 +52,12 @@ _DELIVERY_KEYS = DeliverySettings.__slots__
 _ENDPOINT_KEYS = (
     *("id", "url", "secret", "secrets", "event_types"),
     *("max_in_flight", "rate_limit_per_s", "ordering"),
+    *("ca_file", "client_cert_file", "client_key_file"),
 )
 _METRICS_KEYS = ("port",)
 _SECURITY_KEYS = SecuritySettings.__slots__
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_TLS_KEYS = ("ca_file", "client_cert_file", "client_key_file")
 
 _KAFKA = KafkaSettings("", ())  # defaults, read from the model so they are written once
 _DELIVERY = DeliverySettings()
@@ -251,7 +254,7 @@ def _endpoints(root: _Table, egress: EgressPolicy | None) -> tuple[Endpoint, ...
 
 
 def _endpoint(table: _Table, egress: EgressPolicy | None) -> Endpoint:
-    return Endpoint(
+    endpoint = Endpoint(
         id=table.string("id", None, _ENDPOINT_ID, "1..128 letters, digits, '.', '_' or '-'"),
         url=_url(table, egress),
         secrets=_secrets(table),
@@ -259,7 +262,23 @@ def _endpoint(table: _Table, egress: EgressPolicy | None) -> Endpoint:
         max_in_flight=table.integer("max_in_flight", _ENDPOINT.max_in_flight),
         rate_limit_per_s=table.number_or_none("rate_limit_per_s"),
         ordering=table.choice("ordering", Ordering, Ordering.NONE),
+        ca_file=table.string_or_none("ca_file"),
+        client_cert_file=table.string_or_none("client_cert_file"),
+        client_key_file=table.string_or_none("client_key_file"),
     )
+    _check_tls(table, endpoint)
+    return endpoint
+
+
+def _check_tls(table: _Table, endpoint: Endpoint) -> None:
+    """TLS options need an https URL and files that make a context (built again per lane)."""
+    options = [key for key in _TLS_KEYS if table.has(key)]
+    if options and urlsplit(endpoint.url).scheme != "https":
+        raise table.error(options[0], "needs an https URL")
+    try:
+        context_for(endpoint)
+    except TlsFileError as exc:
+        raise table.error(exc.field, exc.problem) from None
 
 
 def _url(table: _Table, egress: EgressPolicy | None) -> str:

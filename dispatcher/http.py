@@ -23,6 +23,7 @@ import functools
 import math
 import os
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +38,7 @@ from dispatcher.egress import EgressPolicy, literal_host_address, looks_like_ip_
 from dispatcher.guard import EgressBlocked, GuardedResolver, guarded_socket_factory
 from dispatcher.model import HttpResult
 from dispatcher.outcomes import ERROR_BLOCKED, ERROR_INSECURE_URL, ERROR_INVALID_URL
+from dispatcher.tls import default_context
 
 __all__ = ["WebhookSender", "parse_retry_after"]
 
@@ -139,6 +141,7 @@ class WebhookSender:
             enable_cleanup_closed=_NEEDS_CLEANUP_CLOSED,
             resolver=resolver,
             socket_factory=socket_factory,
+            ssl=default_context(),  # verifying, TLS 1.2 at least; endpoints may bring their own
         )
 
     async def close(self) -> None:
@@ -162,8 +165,18 @@ class WebhookSender:
     ) -> None:
         await self.close()
 
-    async def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> HttpResult:
-        """POST `body` to `url`; never raises for anything the network or receiver does."""
+    async def send(
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> HttpResult:
+        """POST `body` to `url`; never raises for anything the network or receiver does.
+
+        `ssl_context` is the endpoint's own (`tls.context_for`), built once per endpoint;
+        None uses the sender's default (system CAs, verified, TLS 1.2 at least).
+        """
         session = self._session
         if session is None:
             raise RuntimeError("WebhookSender.send() before start()")
@@ -172,7 +185,13 @@ class WebhookSender:
         if refusal is not None:
             return HttpResult(None, refusal, None, self._clock() - started)
         try:
-            response = await session.post(url, data=body, headers=headers, allow_redirects=False)
+            response = await session.post(
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                ssl=True if ssl_context is None else ssl_context,
+            )
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             return HttpResult(None, describe_error(exc), None, self._clock() - started)
         return await self._finish(response, started)

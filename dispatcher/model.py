@@ -38,6 +38,11 @@ class Endpoint:
     max_in_flight: int = 8
     rate_limit_per_s: float | None = None  # None: no rate limit
     ordering: Ordering = Ordering.NONE
+    # TLS (dispatcher.tls): trust only this CA for the endpoint; a client certificate for
+    # mutual TLS (the key file may be left out when the key is in the certificate's PEM).
+    ca_file: str | None = None
+    client_cert_file: str | None = None
+    client_key_file: str | None = None
 
     def __post_init__(self) -> None:
         if not all(type(key) is Secret for key in self.secrets):
