@@ -58,6 +58,11 @@ _METRICS_KEYS = ("port",)
 _SECURITY_KEYS = SecuritySettings.__slots__
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _TLS_KEYS = ("ca_file", "client_cert_file", "client_key_file")
+_SECURITY = SecuritySettings()
+# Endpoints are untrusted input too: bounded sizes keep routing and logs cheap.
+MAX_URL_CHARS = 2048
+MAX_PATTERNS = 100  # event_types per endpoint
+MAX_PATTERN_CHARS = 255  # Kafka topic names stop at 249; event types need no more
 
 _KAFKA = KafkaSettings("", ())  # defaults, read from the model so they are written once
 _DELIVERY = DeliverySettings()
@@ -221,7 +226,13 @@ def _security(table: _Table) -> SecuritySettings:
         raise table.error("allow_networks", f"must be an array of networks, got {_kind(allow)}")
     return SecuritySettings(
         allow_networks=tuple(_network(table, i, value) for i, value in enumerate(allow)),
-        https_only=table.boolean("https_only", SecuritySettings().https_only),
+        https_only=table.boolean("https_only", _SECURITY.https_only),
+        max_response_headers=table.integer(
+            "max_response_headers", _SECURITY.max_response_headers, 1, 1000
+        ),
+        max_response_header_bytes=table.integer(
+            "max_response_header_bytes", _SECURITY.max_response_header_bytes, 256, 65536
+        ),
     )
 
 
@@ -258,7 +269,7 @@ def _endpoint(table: _Table, egress: EgressPolicy | None) -> Endpoint:
         id=table.string("id", None, _ENDPOINT_ID, "1..128 letters, digits, '.', '_' or '-'"),
         url=_url(table, egress),
         secrets=_secrets(table),
-        event_types=table.string_list("event_types", _EVENT_PATTERN, _PATTERN_MEANING),
+        event_types=_event_types(table),
         max_in_flight=table.integer("max_in_flight", _ENDPOINT.max_in_flight),
         rate_limit_per_s=table.number_or_none("rate_limit_per_s"),
         ordering=table.choice("ordering", Ordering, Ordering.NONE),
@@ -268,6 +279,19 @@ def _endpoint(table: _Table, egress: EgressPolicy | None) -> Endpoint:
     )
     _check_tls(table, endpoint)
     return endpoint
+
+
+def _event_types(table: _Table) -> tuple[str, ...]:
+    """The endpoint's patterns; sizes are checked before any pattern is matched."""
+    values = table.raw("event_types")
+    if isinstance(values, list):
+        if len(values) > MAX_PATTERNS:
+            raise table.error("event_types", f"at most {MAX_PATTERNS} patterns, got {len(values)}")
+        for i, value in enumerate(values):
+            if isinstance(value, str) and len(value) > MAX_PATTERN_CHARS:
+                problem = f"at most {MAX_PATTERN_CHARS} characters, got {len(value)}"
+                raise table.error(f"event_types[{i}]", problem)
+    return table.string_list("event_types", _EVENT_PATTERN, _PATTERN_MEANING)
 
 
 def _check_tls(table: _Table, endpoint: Endpoint) -> None:
@@ -283,6 +307,8 @@ def _check_tls(table: _Table, endpoint: Endpoint) -> None:
 
 def _url(table: _Table, egress: EgressPolicy | None) -> str:
     url = table.string("url", None)
+    if len(url) > MAX_URL_CHARS:
+        raise table.error("url", f"at most {MAX_URL_CHARS} characters, got {len(url)}")
     if _has_credentials(url):
         # Not quoted: the password would end up in the logs this message is written to.
         raise table.error("url", "must not carry credentials (user:password@host)")

@@ -9,6 +9,7 @@ fail becomes a short, bounded `HttpResult.error` string:
     "blocked: <addr>"      the egress guard refused the address (see `dispatcher.egress`)
     "insecure-url"         a plain http URL while the policy is `https_only`
     "disconnected"         the connection broke before a complete answer arrived
+    "bad-response"         the answer could not be parsed, or broke a cap on its headers
     "error: <Exception>"   anything else aiohttp raised, by class name
 
 A response whose status arrived but whose body prefix then failed keeps its status and
@@ -44,6 +45,7 @@ __all__ = ["WebhookSender", "parse_retry_after"]
 
 ERROR_TIMEOUT: Final = "timeout"
 ERROR_DISCONNECTED: Final = "disconnected"
+ERROR_BAD_RESPONSE: Final = "bad-response"
 _MAX_REASON_CHARS: Final = 80
 # Idle keep-alive connections are closed after this; receivers often use 60-75 s themselves.
 _KEEPALIVE_S: Final = 30.0
@@ -73,6 +75,8 @@ class WebhookSender:
         "_dns_cache_ttl_s",
         "_egress",
         "_guarded_resolver",
+        "_max_header_bytes",
+        "_max_headers",
         "_max_response_bytes",
         "_pool_size",
         "_resolver",
@@ -91,6 +95,8 @@ class WebhookSender:
         egress: EgressPolicy | None = None,
         resolver: AbstractResolver | None = None,
         dns_cache_ttl_s: int = 300,
+        max_response_headers: int = 100,
+        max_response_header_bytes: int = 8190,
     ) -> None:
         if pool_size < 1:
             raise ValueError(f"pool_size must be at least 1, got {pool_size}")
@@ -105,6 +111,8 @@ class WebhookSender:
         self._resolver = resolver
         self._dns_cache_ttl_s = dns_cache_ttl_s
         self._guarded_resolver: GuardedResolver | None = None  # ours to close
+        self._max_headers = max_response_headers
+        self._max_header_bytes = max_response_header_bytes
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -123,6 +131,10 @@ class WebhookSender:
             # No User-Agent unless the caller sends one; no Accept-Encoding, so receivers
             # do not compress an answer we only drain.
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            # The receiver is untrusted: cap what it may send before its status is known.
+            max_headers=self._max_headers,
+            max_field_size=self._max_header_bytes,
+            max_line_size=self._max_header_bytes,
         )
 
     def _new_connector(self) -> aiohttp.TCPConnector:
@@ -282,6 +294,10 @@ def describe_error(exc: BaseException) -> str:
         return ERROR_INVALID_URL
     if isinstance(exc, aiohttp.ClientConnectorError):
         return "connect: " + _connect_reason(exc)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # The parser refused the answer (too many or too long headers, malformed status):
+        # its message quotes the receiver's bytes, so it is not passed on.
+        return ERROR_BAD_RESPONSE
     if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, OSError)):
         return ERROR_DISCONNECTED
     return f"error: {type(exc).__name__}"[:_MAX_REASON_CHARS]

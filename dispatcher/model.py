@@ -110,6 +110,10 @@ class SecuritySettings:
     # Networks opened although the guard denies them by default (tests open 127.0.0.0/8).
     allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     https_only: bool = False  # refuse plain http endpoint URLs
+    # Caps on what a receiver may send back before its status is known (aiohttp's parser):
+    # header lines, and bytes in one header line (also the status line).
+    max_response_headers: int = 100
+    max_response_header_bytes: int = 8190
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.config import parse_settings
+from dispatcher.config import MAX_PATTERN_CHARS, MAX_PATTERNS, MAX_URL_CHARS, parse_settings
 from dispatcher.errors import ConfigError
 from dispatcher.model import SecuritySettings
 
@@ -114,3 +114,62 @@ def test_bad_security_values_are_named(security: dict[str, Any], field: str, pro
     error = _error(_config("https://hooks.example/", security))
     assert error.field == field
     assert problem in error.problem
+
+
+def test_response_caps_are_read() -> None:
+    security = {"max_response_headers": 20, "max_response_header_bytes": 4096}
+    settings = parse_settings(_config("https://hooks.example/", security), "c.toml", NO_ENV)
+    assert (
+        settings.security.max_response_headers,
+        settings.security.max_response_header_bytes,
+    ) == (20, 4096)
+    assert SecuritySettings().max_response_headers == 100
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("max_response_headers", 0, "in 1..1000, got 0"),
+        ("max_response_headers", 5000, "in 1..1000"),
+        ("max_response_header_bytes", 100, "in 256..65536, got 100"),
+        ("max_response_header_bytes", "8k", "must be an integer"),
+    ],
+)
+def test_bad_response_caps_are_named(key: str, value: object, problem: str) -> None:
+    error = _error(_config("https://hooks.example/", {key: value}))
+    assert (error.field, problem in error.problem) == (f"security.{key}", True)
+
+
+def _with_patterns(patterns: object) -> dict[str, Any]:
+    data = _config("https://hooks.example/b")
+    data["endpoints"][1]["event_types"] = patterns
+    return data
+
+
+def test_pattern_sizes_at_the_caps_are_accepted() -> None:
+    patterns = ["a" * MAX_PATTERN_CHARS] + [f"t{i}.*" for i in range(MAX_PATTERNS - 1)]
+    settings = parse_settings(_with_patterns(patterns), "c.toml", NO_ENV)
+    assert len(settings.endpoints[1].event_types) == MAX_PATTERNS
+
+
+@pytest.mark.parametrize(
+    ("patterns", "field", "problem"),
+    [
+        (["a" * (MAX_PATTERN_CHARS + 1)], "event_types[0]", "at most 255 characters, got 256"),
+        (["ok", "b." * 10**6 + "*"], "event_types[1]", "at most 255 characters, got 2000001"),
+        ([f"t{i}" for i in range(MAX_PATTERNS + 1)], "event_types", "at most 100 patterns"),
+    ],
+)
+def test_oversized_patterns_are_refused(patterns: list[str], field: str, problem: str) -> None:
+    error = _error(_with_patterns(patterns))
+    assert error.field == f"endpoints[1].{field}"
+    assert problem in error.problem
+
+
+def test_oversized_url_is_refused() -> None:
+    url = "https://hooks.example/" + "p" * MAX_URL_CHARS
+    error = _error(_config(url))
+    assert (error.field, error.problem) == (
+        "endpoints[1].url",
+        f"at most {MAX_URL_CHARS} characters, got {len(url)}",
+    )
