@@ -105,6 +105,8 @@ def load_settings(
         raise ConfigError(source, "", f"cannot read the file: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "", f"invalid TOML: {exc}") from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise ConfigError(source, "", "invalid TOML: arrays or tables nested too deeply") from None
     except UnicodeDecodeError:
         raise ConfigError(source, "", "not UTF-8 text") from None
     return parse_settings(data, source, environ)
@@ -405,7 +407,9 @@ class _Table:
                 raise self.error(key, f"unknown key{_did_you_mean(key, allowed)}")
 
     def field(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
+        # A TOML key may be "" or hold a newline: quoted then, so the error stays one line.
+        shown = key if key and key.isprintable() else repr(key)
+        return f"{self.where}.{shown}" if self.where else shown
 
     def error(self, key: str, problem: str) -> ConfigError:
         return ConfigError(self.source, self.field(key), problem)

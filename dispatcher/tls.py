@@ -11,7 +11,9 @@ The only I/O is reading the named files; a problem raises `TlsFileError` naming 
 
 from __future__ import annotations
 
+import os
 import ssl
+import stat
 from typing import Final
 
 from dispatcher.model import Endpoint
@@ -19,6 +21,9 @@ from dispatcher.model import Endpoint
 __all__ = ["MINIMUM_VERSION", "TlsFileError", "context_for", "default_context", "new_context"]
 
 MINIMUM_VERSION: Final = ssl.TLSVersion.TLSv1_2
+# A CA bundle or certificate chain is kilobytes; OpenSSL would read a device or a fifo
+# for ever, so only regular files up to this size are read.
+MAX_PEM_BYTES: Final = 10 * 1024 * 1024
 
 
 class TlsFileError(ValueError):
@@ -51,6 +56,8 @@ def new_context(
     """A verifying client context; raise TlsFileError naming the field of a bad file."""
     if client_key_file is not None and client_cert_file is None:
         raise TlsFileError("client_key_file", "needs client_cert_file")
+    for field, path in _fields_of(ca_file, client_cert_file, client_key_file):
+        _check_file(field, path)
     try:
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
     except (OSError, ssl.SSLError, ValueError) as exc:
@@ -76,6 +83,22 @@ def _load_client_certificate(context: ssl.SSLContext, cert_file: str, key_file: 
             field = "client_key_file"  # the certificate read fine; the key did not match
         problem = _problem(exc, "not a PEM certificate with its private key")
         raise TlsFileError(field, problem) from None
+
+
+def _fields_of(*paths: str | None) -> list[tuple[str, str]]:
+    fields = ("ca_file", "client_cert_file", "client_key_file")
+    return [(field, path) for field, path in zip(fields, paths, strict=True) if path is not None]
+
+
+def _check_file(field: str, path: str) -> None:
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise TlsFileError(field, _problem(exc, "cannot read the file")) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise TlsFileError(field, "not a regular file")
+    if info.st_size > MAX_PEM_BYTES:
+        raise TlsFileError(field, f"larger than {MAX_PEM_BYTES} bytes: not a PEM file")
 
 
 class _EncryptedKey(Exception):

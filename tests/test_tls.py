@@ -180,6 +180,9 @@ def test_endpoint_without_tls_options_uses_the_default() -> None:
     ("options", "field", "problem"),
     [
         ({"ca_file": "missing.pem"}, "ca_file", "file not found"),
+        ({"ca_file": "/dev/zero"}, "ca_file", "not a regular file"),  # would be read for ever
+        ({"ca_file": "/"}, "ca_file", "not a regular file"),
+        ({"client_cert_file": "/dev/urandom"}, "client_cert_file", "not a regular file"),
         ({"ca_file": "server_key_file"}, "ca_file", "no usable CA certificate"),
         ({"client_key_file": "client_key_file"}, "client_key_file", "needs client_cert_file"),
         ({"client_cert_file": "client_cert_file"}, "client_cert_file", "private key"),
