@@ -22,9 +22,16 @@ from collections.abc import Callable
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from dispatcher.egress import Address, EgressPolicy, broker_listeners
+from dispatcher.egress import Address, EgressPolicy, broker_listeners, policy_for
+from dispatcher.model import Settings
 
-__all__ = ["EgressBlocked", "GuardedResolver", "guarded_socket_factory", "resolve_brokers"]
+__all__ = [
+    "EgressBlocked",
+    "GuardedResolver",
+    "egress_policy",
+    "guarded_socket_factory",
+    "resolve_brokers",
+]
 
 # (family, type, proto, canonname, sockaddr), as aiohappyeyeballs passes it.
 AddrInfo = tuple[int, int, int, str, tuple[object, ...]]
@@ -91,6 +98,12 @@ def guarded_socket_factory(policy: EgressPolicy) -> Callable[[AddrInfo], socket.
         return socket.socket(family=family, type=type_, proto=proto)
 
     return create
+
+
+async def egress_policy(settings: Settings) -> EgressPolicy:
+    """The worker's policy: the `[security]` section, denying the bootstrap brokers too."""
+    brokers = await resolve_brokers(settings.kafka.bootstrap_servers)
+    return policy_for(settings.security, brokers)
 
 
 async def resolve_brokers(bootstrap_servers: str) -> frozenset[tuple[Address, int]]:

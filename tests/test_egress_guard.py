@@ -18,14 +18,16 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from dispatcher.config import parse_settings
 from dispatcher.egress import EgressPolicy, parse_network
-from dispatcher.guard import EgressBlocked, GuardedResolver, guarded_socket_factory
+from dispatcher.guard import EgressBlocked, GuardedResolver, egress_policy, guarded_socket_factory
 from dispatcher.http import WebhookSender, egress_refusal
 from dispatcher.model import HttpResult
 from dispatcher.outcomes import OutcomeClass, classify
 
 BODY = b'{"id":"evt_1"}'
 HEADERS = {"webhook-id": "evt_1", "content-type": "application/json"}
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 LOOPBACK = EgressPolicy(allow_networks=(parse_network("127.0.0.0/8"),))
 
 
@@ -265,3 +267,22 @@ def test_socket_factory_creates_allowed_sockets() -> None:
 )
 def test_egress_refusal_before_the_request(url: str, refusal: str | None) -> None:
     assert egress_refusal(LOOPBACK, url) == refusal
+
+
+async def test_worker_policy_denies_the_bootstrap_brokers() -> None:
+    settings = parse_settings(
+        {
+            "kafka": {"bootstrap_servers": "127.0.0.1:43791,[::1]:9093", "source_topics": ["s"]},
+            "security": {"allow_networks": ["127.0.0.0/8"], "https_only": True},
+            "endpoints": [
+                {"id": "e", "url": "https://h.example/", "secret": SECRET, "event_types": ["*"]}
+            ],
+        },
+        "c.toml",
+        {},
+    )
+    policy = await egress_policy(settings)
+    assert policy.https_only
+    assert policy.denial(ipaddress.ip_address("127.0.0.1"), 43791) == "Kafka broker"
+    assert policy.denial(ipaddress.ip_address("127.0.0.1"), 8080) is None
+    assert policy.denial(ipaddress.ip_address("::1"), 9093) == "Kafka broker"
