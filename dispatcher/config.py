@@ -20,11 +20,11 @@ from urllib.parse import urlsplit
 from dispatcher.codec import load_schema
 from dispatcher.egress import (
     EgressPolicy,
+    TargetRefusal,
     literal_brokers,
-    literal_host_address,
-    looks_like_ip_literal,
     parse_network,
     policy_for,
+    refuse_target,
 )
 from dispatcher.errors import ConfigError
 from dispatcher.model import (
@@ -328,18 +328,19 @@ def endpoint_url_problem(url: str, egress: EgressPolicy) -> str | None:
     names are judged when they are resolved.
     """
     parts = urlsplit(url)
-    if egress.url_denial(parts.scheme) is not None:
-        return "must be an https URL ([security] https_only = true)"
     host = parts.hostname or ""
-    if not looks_like_ip_literal(host):
+    port = parts.port or _DEFAULT_PORTS[parts.scheme]
+    verdict = refuse_target(egress, parts.scheme, host, port)
+    if verdict is None:
         return None
-    address = literal_host_address(host)
-    if address is None:
+    if verdict.refusal is TargetRefusal.INSECURE:
+        return "must be an https URL ([security] https_only = true)"
+    if verdict.refusal is TargetRefusal.NOT_CANONICAL:
         return f"host {_show(host)} is not an IP address in canonical form"
-    reason = egress.denial(address, parts.port or _DEFAULT_PORTS[parts.scheme])
-    if reason is None:
-        return None
-    return f"{address} is a blocked address ({reason}); [security] allow_networks can open it"
+    return (
+        f"{verdict.address} is a blocked address ({verdict.reason}); "
+        "[security] allow_networks can open it"
+    )
 
 
 def _has_credentials(url: str) -> bool:

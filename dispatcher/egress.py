@@ -17,6 +17,7 @@ and the sender to literal IP hosts, which aiohttp never passes to a resolver.
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ __all__ = [
     "Address",
     "EgressPolicy",
     "Network",
+    "TargetRefusal",
+    "TargetVerdict",
     "broker_listeners",
     "embedded_ipv4",
     "literal_brokers",
@@ -37,6 +40,7 @@ __all__ = [
     "looks_like_ip_literal",
     "parse_network",
     "policy_for",
+    "refuse_target",
 ]
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -203,6 +207,40 @@ class EgressPolicy:
         return EgressPolicy(
             self.allow_networks, self.broker_addresses | frozenset(brokers), self.https_only
         )
+
+
+class TargetRefusal(enum.Enum):
+    """Why a URL's target is refused before any lookup (see `refuse_target`)."""
+
+    INSECURE = "insecure"  # plain http under https_only
+    NOT_CANONICAL = "not-canonical"  # looks like an IP literal ("127.1") but is not one
+    BLOCKED = "blocked"  # a literal address the policy denies
+
+
+@dataclass(frozen=True, slots=True)
+class TargetVerdict:
+    refusal: TargetRefusal
+    address: Address | None = None  # for BLOCKED
+    reason: str = ""  # for BLOCKED: the policy's reason ("private", ...)
+
+
+def refuse_target(
+    policy: EgressPolicy, scheme: str, host: str, port: int | None
+) -> TargetVerdict | None:
+    """What can be refused about a URL's target without I/O; None if nothing (yet).
+
+    Only literal IP hosts are judged here: names are judged by the resolver adapter when
+    they are resolved. Shared by the sender (per request) and config (per endpoint write).
+    """
+    if policy.url_denial(scheme) is not None:
+        return TargetVerdict(TargetRefusal.INSECURE)
+    if not looks_like_ip_literal(host):
+        return None
+    address = literal_host_address(host)
+    if address is None:
+        return TargetVerdict(TargetRefusal.NOT_CANONICAL)
+    reason = policy.denial(address, port)
+    return None if reason is None else TargetVerdict(TargetRefusal.BLOCKED, address, reason)
 
 
 def policy_for(

@@ -35,7 +35,7 @@ import aiohttp
 import yarl
 from aiohttp.abc import AbstractResolver
 
-from dispatcher.egress import EgressPolicy, literal_host_address, looks_like_ip_literal
+from dispatcher.egress import EgressPolicy, TargetRefusal, refuse_target
 from dispatcher.guard import EgressBlocked, GuardedResolver, guarded_socket_factory
 from dispatcher.model import HttpResult
 from dispatcher.outcomes import ERROR_BLOCKED, ERROR_INSECURE_URL, ERROR_INVALID_URL
@@ -268,17 +268,14 @@ def egress_refusal(policy: EgressPolicy, url: str) -> str | None:
         parsed = yarl.URL(url)
     except (ValueError, TypeError):
         return None  # aiohttp reports it as invalid-url
-    if policy.url_denial(parsed.scheme) is not None:
+    verdict = refuse_target(policy, parsed.scheme, parsed.raw_host or "", parsed.port)
+    if verdict is None:
+        return None  # a name is judged by the GuardedResolver, on what it resolves to
+    if verdict.refusal is TargetRefusal.INSECURE:
         return ERROR_INSECURE_URL
-    host = parsed.raw_host
-    if host is None or not looks_like_ip_literal(host):
-        return None  # a name: the GuardedResolver judges what it resolves to
-    address = literal_host_address(host)
-    if address is None:
+    if verdict.refusal is TargetRefusal.NOT_CANONICAL:
         return ERROR_INVALID_URL  # "127.1", "2130706433": aiohttp refuses these too
-    if policy.denial(address, parsed.port) is not None:
-        return f"{ERROR_BLOCKED}: {address}"
-    return None
+    return f"{ERROR_BLOCKED}: {verdict.address}"
 
 
 def describe_error(exc: BaseException) -> str:

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from dispatcher.egress import (
     EgressPolicy,
+    TargetRefusal,
+    TargetVerdict,
     broker_listeners,
     embedded_ipv4,
     literal_brokers,
@@ -17,6 +19,7 @@ from dispatcher.egress import (
     looks_like_ip_literal,
     parse_network,
     policy_for,
+    refuse_target,
 )
 from dispatcher.model import SecuritySettings
 
@@ -230,3 +233,38 @@ def test_default_policy_agrees_with_the_stdlib_on_global_ipv4(v4: ipaddress.IPv4
     # The stdlib's is_global is a second opinion: whatever it calls non-global we deny.
     if not v4.is_global:
         assert DEFAULT.denial(v4) is not None
+
+
+LOOPBACK_HTTPS_ONLY = EgressPolicy(allow_networks=(parse_network("127.0.0.0/8"),), https_only=True)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "host", "port", "expected"),
+    [
+        ("https", "hooks.example", 443, None),  # a name: judged when resolved
+        ("http", "hooks.example", 80, TargetVerdict(TargetRefusal.INSECURE)),
+        ("https", "127.0.0.1", 443, None),
+        ("https", "127.1", 443, TargetVerdict(TargetRefusal.NOT_CANONICAL)),
+        ("https", "::zz", 443, TargetVerdict(TargetRefusal.NOT_CANONICAL)),
+        (
+            "https",
+            "10.0.0.1",
+            443,
+            TargetVerdict(TargetRefusal.BLOCKED, _addr("10.0.0.1"), "private"),
+        ),
+        (
+            "https",
+            "[::ffff:169.254.169.254]",
+            None,
+            TargetVerdict(
+                TargetRefusal.BLOCKED,
+                _addr("::ffff:169.254.169.254"),
+                "link-local, 169.254.169.254 inside IPv6",
+            ),
+        ),
+    ],
+)
+def test_refuse_target(
+    scheme: str, host: str, port: int | None, expected: TargetVerdict | None
+) -> None:
+    assert refuse_target(LOOPBACK_HTTPS_ONLY, scheme, host, port) == expected
