@@ -8,6 +8,7 @@ Every bad value stops start-up with one `ConfigError` naming file, field and pro
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import os
 import re
@@ -17,6 +18,14 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from dispatcher.codec import load_schema
+from dispatcher.egress import (
+    EgressPolicy,
+    TargetRefusal,
+    literal_brokers,
+    parse_network,
+    policy_for,
+    refuse_target,
+)
 from dispatcher.errors import ConfigError
 from dispatcher.model import (
     DeliverySettings,
@@ -25,13 +34,16 @@ from dispatcher.model import (
     KafkaSettings,
     MetricsSettings,
     Ordering,
+    SecuritySettings,
     Settings,
 )
+from dispatcher.secret import Secret
 from dispatcher.signing import decode_secret
+from dispatcher.tls import TlsFileError, context_for
 
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 
-_TOP_KEYS = ("kafka", "delivery", "endpoints", "metrics")
+_TOP_KEYS = ("kafka", "delivery", "endpoints", "metrics", "security")
 _KAFKA_KEYS = (
     *("bootstrap_servers", "group_id", "source_topics", "topic_prefix", "source_format"),
     *("avro_schema", "avro_schemas", "deliveries_partitions", "replication_factor", "client"),
@@ -40,8 +52,17 @@ _DELIVERY_KEYS = DeliverySettings.__slots__
 _ENDPOINT_KEYS = (
     *("id", "url", "secret", "secrets", "event_types"),
     *("max_in_flight", "rate_limit_per_s", "ordering"),
+    *("ca_file", "client_cert_file", "client_key_file"),
 )
 _METRICS_KEYS = ("port",)
+_SECURITY_KEYS = SecuritySettings.__slots__
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_TLS_KEYS = ("ca_file", "client_cert_file", "client_key_file")
+_SECURITY = SecuritySettings()
+# Endpoints are untrusted input too: bounded sizes keep routing and logs cheap.
+MAX_URL_CHARS = 2048
+MAX_PATTERNS = 100  # event_types per endpoint
+MAX_PATTERN_CHARS = 255  # Kafka topic names stop at 249; event types need no more
 
 _KAFKA = KafkaSettings("", ())  # defaults, read from the model so they are written once
 _DELIVERY = DeliverySettings()
@@ -84,6 +105,8 @@ def load_settings(
         raise ConfigError(source, "", f"cannot read the file: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "", f"invalid TOML: {exc}") from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise ConfigError(source, "", "invalid TOML: arrays or tables nested too deeply") from None
     except UnicodeDecodeError:
         raise ConfigError(source, "", "not UTF-8 text") from None
     return parse_settings(data, source, environ)
@@ -98,12 +121,21 @@ def parse_settings(
     root = _Table(source, "", data, _TOP_KEYS)
     kafka = root.table("kafka", _KAFKA_KEYS, required=True)
     metrics = root.table("metrics", _METRICS_KEYS)
+    kafka_settings = _kafka(kafka, os.environ if environ is None else environ)
+    security = _security(root.table("security", _SECURITY_KEYS))
+    # Transitional: literal endpoint addresses are judged only in files that have a
+    # [security] section, so configs written before the guard keep loading; the sender's
+    # guard judges every address at request time either way.
+    egress = None
+    if root.has("security"):
+        egress = policy_for(security, literal_brokers(kafka_settings.bootstrap_servers))
     return Settings(
-        kafka=_kafka(kafka, os.environ if environ is None else environ),
+        kafka=kafka_settings,
         delivery=_delivery(root.table("delivery", _DELIVERY_KEYS)),
-        endpoints=_endpoints(root),
+        endpoints=_endpoints(root, egress),
         metrics=MetricsSettings(port=metrics.integer_or_none("port", 1, 65535)),
         source_file=source,
+        security=security,
     )
 
 
@@ -190,12 +222,42 @@ def _delivery(table: _Table) -> DeliverySettings:
     return delivery
 
 
-def _endpoints(root: _Table) -> tuple[Endpoint, ...]:
+def _security(table: _Table) -> SecuritySettings:
+    allow = table.raw("allow_networks") if table.has("allow_networks") else []
+    if not isinstance(allow, list):
+        raise table.error("allow_networks", f"must be an array of networks, got {_kind(allow)}")
+    return SecuritySettings(
+        allow_networks=tuple(_network(table, i, value) for i, value in enumerate(allow)),
+        https_only=table.boolean("https_only", _SECURITY.https_only),
+        max_response_headers=table.integer(
+            "max_response_headers", _SECURITY.max_response_headers, 1, 1000
+        ),
+        max_response_header_bytes=table.integer(
+            "max_response_header_bytes", _SECURITY.max_response_header_bytes, 256, 65536
+        ),
+    )
+
+
+def _network(
+    table: _Table, index: int, value: object
+) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    field = f"allow_networks[{index}]"
+    if not isinstance(value, str):
+        raise table.error(
+            field, f"must be a network such as '10.1.0.0/16', got {_described(value)}"
+        )
+    try:
+        return parse_network(value)
+    except ValueError as exc:
+        raise table.error(field, f"not a network: {exc}") from None
+
+
+def _endpoints(root: _Table, egress: EgressPolicy | None) -> tuple[Endpoint, ...]:
     tables = root.table_list("endpoints", _ENDPOINT_KEYS)
     endpoints: list[Endpoint] = []
     seen: dict[str, int] = {}
     for index, table in enumerate(tables):
-        endpoint = _endpoint(table)
+        endpoint = _endpoint(table, egress)
         if endpoint.id in seen:
             also = f"endpoints[{seen[endpoint.id]}]"
             raise table.error("id", f"duplicate endpoint id {endpoint.id!r} (also {also})")
@@ -204,23 +266,90 @@ def _endpoints(root: _Table) -> tuple[Endpoint, ...]:
     return tuple(endpoints)
 
 
-def _endpoint(table: _Table) -> Endpoint:
-    return Endpoint(
+def _endpoint(table: _Table, egress: EgressPolicy | None) -> Endpoint:
+    endpoint = Endpoint(
         id=table.string("id", None, _ENDPOINT_ID, "1..128 letters, digits, '.', '_' or '-'"),
-        url=_url(table),
+        url=_url(table, egress),
         secrets=_secrets(table),
-        event_types=table.string_list("event_types", _EVENT_PATTERN, _PATTERN_MEANING),
+        event_types=_event_types(table),
         max_in_flight=table.integer("max_in_flight", _ENDPOINT.max_in_flight),
         rate_limit_per_s=table.number_or_none("rate_limit_per_s"),
         ordering=table.choice("ordering", Ordering, Ordering.NONE),
+        ca_file=table.string_or_none("ca_file"),
+        client_cert_file=table.string_or_none("client_cert_file"),
+        client_key_file=table.string_or_none("client_key_file"),
+    )
+    _check_tls(table, endpoint)
+    return endpoint
+
+
+def _event_types(table: _Table) -> tuple[str, ...]:
+    """The endpoint's patterns; sizes are checked before any pattern is matched."""
+    values = table.raw("event_types")
+    if isinstance(values, list):
+        if len(values) > MAX_PATTERNS:
+            raise table.error("event_types", f"at most {MAX_PATTERNS} patterns, got {len(values)}")
+        for i, value in enumerate(values):
+            if isinstance(value, str) and len(value) > MAX_PATTERN_CHARS:
+                problem = f"at most {MAX_PATTERN_CHARS} characters, got {len(value)}"
+                raise table.error(f"event_types[{i}]", problem)
+    return table.string_list("event_types", _EVENT_PATTERN, _PATTERN_MEANING)
+
+
+def _check_tls(table: _Table, endpoint: Endpoint) -> None:
+    """TLS options need an https URL and files that make a context (built again per lane)."""
+    options = [key for key in _TLS_KEYS if table.has(key)]
+    if options and urlsplit(endpoint.url).scheme != "https":
+        raise table.error(options[0], "needs an https URL")
+    try:
+        context_for(endpoint)
+    except TlsFileError as exc:
+        raise table.error(exc.field, exc.problem) from None
+
+
+def _url(table: _Table, egress: EgressPolicy | None) -> str:
+    url = table.string("url", None)
+    if len(url) > MAX_URL_CHARS:
+        raise table.error("url", f"at most {MAX_URL_CHARS} characters, got {len(url)}")
+    if _has_credentials(url):
+        # Not quoted: the password would end up in the logs this message is written to.
+        raise table.error("url", "must not carry credentials (user:password@host)")
+    if not _is_http_url(url):
+        raise table.error("url", f"must be an http or https URL with a host, got {_show(url)}")
+    problem = None if egress is None else endpoint_url_problem(url, egress)
+    if problem is not None:
+        raise table.error("url", problem)
+    return url
+
+
+def endpoint_url_problem(url: str, egress: EgressPolicy) -> str | None:
+    """What the egress guard would refuse about an http(s) `url` on every request, known
+    without I/O; for every write of an endpoint. Only literal IP hosts can be judged here;
+    names are judged when they are resolved.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or _DEFAULT_PORTS[parts.scheme]
+    verdict = refuse_target(egress, parts.scheme, host, port)
+    if verdict is None:
+        return None
+    if verdict.refusal is TargetRefusal.INSECURE:
+        return "must be an https URL ([security] https_only = true)"
+    if verdict.refusal is TargetRefusal.NOT_CANONICAL:
+        return f"host {_show(host)} is not an IP address in canonical form"
+    return (
+        f"{verdict.address} is a blocked address ({verdict.reason}); "
+        "[security] allow_networks can open it"
     )
 
 
-def _url(table: _Table) -> str:
-    url = table.string("url", None)
-    if not _is_http_url(url):
-        raise table.error("url", f"must be an http or https URL with a host, got {_show(url)}")
-    return url
+def _has_credentials(url: str) -> bool:
+    """True when the URL's authority has a user-info part; when in doubt (unparseable), an
+    "@" anywhere before the path counts, so a bad URL is never quoted with a password."""
+    try:
+        return "@" in urlsplit(url).netloc
+    except ValueError:
+        return "@" in url.partition("://")[2].partition("/")[0]
 
 
 def _is_http_url(url: str) -> bool:
@@ -233,7 +362,7 @@ def _is_http_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname) and not has_space
 
 
-def _secrets(table: _Table) -> tuple[bytes, ...]:
+def _secrets(table: _Table) -> tuple[Secret, ...]:
     if table.has("secret") and table.has("secrets"):
         raise table.error("secrets", "give either 'secret' or 'secrets', not both")
     if not table.has("secret") and not table.has("secrets"):
@@ -246,12 +375,12 @@ def _secrets(table: _Table) -> tuple[bytes, ...]:
     return tuple(_secret(table, f"secrets[{i}]", value) for i, value in enumerate(values))
 
 
-def _secret(table: _Table, field: str, value: object) -> bytes:
+def _secret(table: _Table, field: str, value: object) -> Secret:
     # Never quote a secret in an error: messages end up in logs.
     if not isinstance(value, str):
         raise table.error(field, f"must be a string, got {_kind(value)}")
     try:
-        return decode_secret(value)
+        return Secret(decode_secret(value))
     except ValueError as exc:
         raise table.error(field, f"not a Standard Webhooks secret: {exc}") from None
 
@@ -279,7 +408,9 @@ class _Table:
                 raise self.error(key, f"unknown key{_did_you_mean(key, allowed)}")
 
     def field(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
+        # A TOML key may be "" or hold a newline: quoted then, so the error stays one line.
+        shown = key if key and key.isprintable() else repr(key)
+        return f"{self.where}.{shown}" if self.where else shown
 
     def error(self, key: str, problem: str) -> ConfigError:
         return ConfigError(self.source, self.field(key), problem)
@@ -350,6 +481,12 @@ class _Table:
             names = ", ".join(repr(choice) for choice in choices)
             raise self.error(key, f"must be one of {names}, got {_show(value)}")
         return kind(value)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.data.get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, got {_described(value)}")
+        return value
 
     def integer(self, key: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
         value = self.data.get(key, default)

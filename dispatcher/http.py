@@ -6,7 +6,10 @@ fail becomes a short, bounded `HttpResult.error` string:
     "timeout"              no answer within `timeout_s` (total, including the body prefix)
     "connect: <reason>"    the TCP/TLS connection could not be made ("connect: timeout", ...)
     "invalid-url"          the URL cannot be requested (see `outcomes.ERROR_INVALID_URL`)
+    "blocked: <addr>"      the egress guard refused the address (see `dispatcher.egress`)
+    "insecure-url"         a plain http URL while the policy is `https_only`
     "disconnected"         the connection broke before a complete answer arrived
+    "bad-response"         the answer could not be parsed, or broke a cap on its headers
     "error: <Exception>"   anything else aiohttp raised, by class name
 
 A response whose status arrived but whose body prefix then failed keeps its status and
@@ -17,9 +20,11 @@ from __future__ import annotations
 
 import email.utils
 import errno
+import functools
 import math
 import os
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -27,14 +32,20 @@ from types import TracebackType
 from typing import Final, Self
 
 import aiohttp
+import yarl
+from aiohttp.abc import AbstractResolver
 
+from dispatcher.egress import EgressPolicy, TargetRefusal, refuse_target
+from dispatcher.guard import EgressBlocked, GuardedResolver, guarded_socket_factory
 from dispatcher.model import HttpResult
-from dispatcher.outcomes import ERROR_INVALID_URL
+from dispatcher.outcomes import ERROR_BLOCKED, ERROR_INSECURE_URL, ERROR_INVALID_URL
+from dispatcher.tls import default_context
 
 __all__ = ["WebhookSender", "parse_retry_after"]
 
 ERROR_TIMEOUT: Final = "timeout"
 ERROR_DISCONNECTED: Final = "disconnected"
+ERROR_BAD_RESPONSE: Final = "bad-response"
 _MAX_REASON_CHARS: Final = 80
 # Idle keep-alive connections are closed after this; receivers often use 60-75 s themselves.
 _KEEPALIVE_S: Final = 30.0
@@ -50,13 +61,25 @@ class WebhookSender:
 
     `pool_size` caps open connections over all endpoints together; size it for the sum of
     the lanes' in-flight limits, or lanes will queue for a connection.
+
+    With `egress`, every address is checked before it is connected to: literal IP hosts
+    here, resolved names by a `GuardedResolver` around `resolver` (aiohttp's default
+    resolver when None), and each socket once more by the connector's socket factory.
+    Without it (the default, for callers not yet wired to the policy) nothing is checked.
+    `dns_cache_ttl_s` 0 resolves every new connection afresh.
     """
 
     __slots__ = (
         "_clock",
         "_connect_timeout_s",
+        "_dns_cache_ttl_s",
+        "_egress",
+        "_guarded_resolver",
+        "_max_header_bytes",
+        "_max_headers",
         "_max_response_bytes",
         "_pool_size",
+        "_resolver",
         "_session",
         "_timeout_s",
     )
@@ -69,6 +92,11 @@ class WebhookSender:
         connect_timeout_s: float,
         max_response_bytes: int = 4096,
         clock: Callable[[], float] = time.perf_counter,
+        egress: EgressPolicy | None = None,
+        resolver: AbstractResolver | None = None,
+        dns_cache_ttl_s: int = 300,
+        max_response_headers: int = 100,
+        max_response_header_bytes: int = 8190,
     ) -> None:
         if pool_size < 1:
             raise ValueError(f"pool_size must be at least 1, got {pool_size}")
@@ -79,6 +107,12 @@ class WebhookSender:
         self._connect_timeout_s = connect_timeout_s
         self._max_response_bytes = max_response_bytes
         self._clock = clock
+        self._egress = egress
+        self._resolver = resolver
+        self._dns_cache_ttl_s = dns_cache_ttl_s
+        self._guarded_resolver: GuardedResolver | None = None  # ours to close
+        self._max_headers = max_response_headers
+        self._max_header_bytes = max_response_header_bytes
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -97,15 +131,29 @@ class WebhookSender:
             # No User-Agent unless the caller sends one; no Accept-Encoding, so receivers
             # do not compress an answer we only drain.
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            # The receiver is untrusted: cap what it may send before its status is known.
+            max_headers=self._max_headers,
+            max_field_size=self._max_header_bytes,
+            max_line_size=self._max_header_bytes,
         )
 
     def _new_connector(self) -> aiohttp.TCPConnector:
+        resolver = self._resolver
+        socket_factory = None
+        if self._egress is not None:
+            resolver = GuardedResolver(self._egress, resolver or aiohttp.DefaultResolver())
+            self._guarded_resolver = resolver
+            socket_factory = guarded_socket_factory(self._egress)
         return aiohttp.TCPConnector(
             limit=self._pool_size,
             limit_per_host=0,  # per-endpoint limits are the lanes' job
-            ttl_dns_cache=300,
+            use_dns_cache=self._dns_cache_ttl_s > 0,
+            ttl_dns_cache=self._dns_cache_ttl_s if self._dns_cache_ttl_s > 0 else None,
             keepalive_timeout=_KEEPALIVE_S,
             enable_cleanup_closed=_NEEDS_CLEANUP_CLOSED,
+            resolver=resolver,
+            socket_factory=socket_factory,
+            ssl=default_context(),  # verifying, TLS 1.2 at least; endpoints may bring their own
         )
 
     async def close(self) -> None:
@@ -113,6 +161,9 @@ class WebhookSender:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+        resolver, self._guarded_resolver = self._guarded_resolver, None
+        if resolver is not None:  # aiohttp closes only resolvers it made itself
+            await resolver.close()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -126,14 +177,33 @@ class WebhookSender:
     ) -> None:
         await self.close()
 
-    async def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> HttpResult:
-        """POST `body` to `url`; never raises for anything the network or receiver does."""
+    async def send(
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> HttpResult:
+        """POST `body` to `url`; never raises for anything the network or receiver does.
+
+        `ssl_context` is the endpoint's own (`tls.context_for`), built once per endpoint;
+        None uses the sender's default (system CAs, verified, TLS 1.2 at least).
+        """
         session = self._session
         if session is None:
             raise RuntimeError("WebhookSender.send() before start()")
         started = self._clock()
+        refusal = None if self._egress is None else egress_refusal(self._egress, url)
+        if refusal is not None:
+            return HttpResult(None, refusal, None, self._clock() - started)
         try:
-            response = await session.post(url, data=body, headers=headers, allow_redirects=False)
+            response = await session.post(
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                ssl=True if ssl_context is None else ssl_context,
+            )
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             return HttpResult(None, describe_error(exc), None, self._clock() - started)
         return await self._finish(response, started)
@@ -187,8 +257,32 @@ def parse_retry_after(value: str, *, now: float) -> float | None:
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
+@functools.lru_cache(maxsize=4096)
+def egress_refusal(policy: EgressPolicy, url: str) -> str | None:
+    """The error a request to `url` gets before any connection; None if it may go ahead.
+
+    Catches what no resolver sees: the scheme (with `https_only`) and literal IP hosts,
+    which aiohttp connects to without resolving. Cached: lanes send to the same URLs.
+    """
+    try:
+        parsed = yarl.URL(url)
+    except (ValueError, TypeError):
+        return None  # aiohttp reports it as invalid-url
+    verdict = refuse_target(policy, parsed.scheme, parsed.raw_host or "", parsed.port)
+    if verdict is None:
+        return None  # a name is judged by the GuardedResolver, on what it resolves to
+    if verdict.refusal is TargetRefusal.INSECURE:
+        return ERROR_INSECURE_URL
+    if verdict.refusal is TargetRefusal.NOT_CANONICAL:
+        return ERROR_INVALID_URL  # "127.1", "2130706433": aiohttp refuses these too
+    return f"{ERROR_BLOCKED}: {verdict.address}"
+
+
 def describe_error(exc: BaseException) -> str:
     """A short, bounded description of a request that got no (complete) answer."""
+    blocked = _egress_blocked(exc)
+    if blocked is not None:
+        return f"{ERROR_BLOCKED}: {blocked.address}"[:_MAX_REASON_CHARS]
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return "connect: timeout"
     if isinstance(exc, TimeoutError):
@@ -197,9 +291,22 @@ def describe_error(exc: BaseException) -> str:
         return ERROR_INVALID_URL
     if isinstance(exc, aiohttp.ClientConnectorError):
         return "connect: " + _connect_reason(exc)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # The parser refused the answer (too many or too long headers, malformed status):
+        # its message quotes the receiver's bytes, so it is not passed on.
+        return ERROR_BAD_RESPONSE
     if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, OSError)):
         return ERROR_DISCONNECTED
     return f"error: {type(exc).__name__}"[:_MAX_REASON_CHARS]
+
+
+def _egress_blocked(exc: BaseException) -> EgressBlocked | None:
+    """The guard's refusal behind an aiohttp connector error, if that is what it was."""
+    if isinstance(exc, EgressBlocked):
+        return exc
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, EgressBlocked):
+        return exc.os_error
+    return None
 
 
 def _connect_reason(exc: aiohttp.ClientConnectorError) -> str:

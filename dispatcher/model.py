@@ -7,7 +7,10 @@ passes the other values between the pure logic and the adapters.
 from __future__ import annotations
 
 import enum
+import ipaddress
 from dataclasses import dataclass, field
+
+from dispatcher.secret import Secret
 
 
 class Ordering(enum.Enum):
@@ -29,11 +32,22 @@ class Endpoint:
     id: str
     url: str
     # Raw HMAC keys (the base64-decoded `whsec_...` secrets); every key signs while rotating.
+    # Held as `Secret` (bytes with a redacted repr): plain bytes given here are wrapped.
     secrets: tuple[bytes, ...]
     event_types: tuple[str, ...]
     max_in_flight: int = 8
     rate_limit_per_s: float | None = None  # None: no rate limit
     ordering: Ordering = Ordering.NONE
+    # TLS (dispatcher.tls): trust only this CA for the endpoint; a client certificate for
+    # mutual TLS (the key file may be left out when the key is in the certificate's PEM).
+    ca_file: str | None = None
+    client_cert_file: str | None = None
+    client_key_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if not all(type(key) is Secret for key in self.secrets):
+            redacted = tuple(Secret(key) for key in self.secrets)
+            object.__setattr__(self, "secrets", redacted)  # frozen: set once, here
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +62,9 @@ class KafkaSettings:
     avro_schemas_by_id: tuple[tuple[int, str], ...] = ()
     deliveries_partitions: int = 12
     replication_factor: int = 1
-    # Extra librdkafka settings passed through untouched (e.g. security.protocol).
-    client_config: tuple[tuple[str, str], ...] = ()
+    # Extra librdkafka settings passed through untouched (e.g. security.protocol). Left out
+    # of the repr: they may hold credentials (sasl.password, ssl.key.password).
+    client_config: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @property
     def deliveries_topic(self) -> str:
@@ -89,12 +104,26 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    """The `[security]` section: what the egress guard (dispatcher.egress) lets through."""
+
+    # Networks opened although the guard denies them by default (tests open 127.0.0.0/8).
+    allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    https_only: bool = False  # refuse plain http endpoint URLs
+    # Caps on what a receiver may send back before its status is known (aiohttp's parser):
+    # header lines, and bytes in one header line (also the status line).
+    max_response_headers: int = 100
+    max_response_header_bytes: int = 8190
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     kafka: KafkaSettings
     delivery: DeliverySettings
     endpoints: tuple[Endpoint, ...]
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     source_file: str = "<memory>"
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,13 @@ class OutcomeClass(enum.Enum):
 # without a response (timeout, connect, reset, ...) is transient.
 ERROR_INVALID_URL = "invalid-url"
 ERROR_BODY_TOO_LARGE = "body-too-large"
-PERMANENT_ERROR_KINDS = frozenset({ERROR_INVALID_URL, ERROR_BODY_TOO_LARGE})
+# "blocked: <addr>": the egress guard refused the address (dispatcher.egress); the same
+# address is refused on every attempt.
+ERROR_BLOCKED = "blocked"
+ERROR_INSECURE_URL = "insecure-url"  # plain http while [security] https_only is set
+PERMANENT_ERROR_KINDS = frozenset(
+    {ERROR_INVALID_URL, ERROR_BODY_TOO_LARGE, ERROR_BLOCKED, ERROR_INSECURE_URL}
+)
 
 # 408 Request Timeout, 425 Too Early, 429 Too Many Requests: the receiver asks us to come back.
 _RETRYABLE_4XX = frozenset({408, 425, 429})
