@@ -52,7 +52,7 @@ _DELIVERY_KEYS = DeliverySettings.__slots__
 _ENDPOINT_KEYS = (
     *("id", "url", "secret", "secrets", "event_types"),
     *("max_in_flight", "rate_limit_per_s", "ordering"),
-    *("ca_file", "client_cert_file", "client_key_file"),
+    *("ca_file", "client_cert_file", "client_key_file", "permanent_statuses"),
 )
 _METRICS_KEYS = ("port",)
 _SECURITY_KEYS = SecuritySettings.__slots__
@@ -216,10 +216,31 @@ def _delivery(table: _Table) -> DeliverySettings:
             "min_connections_per_host", _DELIVERY.min_connections_per_host
         ),
         shutdown_grace_s=table.number("shutdown_grace_s", _DELIVERY.shutdown_grace_s),
+        retry_share=table.number("retry_share", _DELIVERY.retry_share, positive=True),
+        max_age_s=table.number("max_age_s", _DELIVERY.max_age_s, positive=True),
+        permanent_statuses=_statuses(table, "permanent_statuses") or (),
     )
+    if delivery.retry_share > 1:
+        raise table.error(
+            "retry_share", f"must be a fraction in (0, 1], got {delivery.retry_share}"
+        )
     if delivery.max_attempts > 1 and not delivery.retry_delays_s:
         raise table.error("retry_delays_s", "must not be empty while max_attempts > 1")
     return delivery
+
+
+def _statuses(table: _Table, key: str) -> tuple[int, ...] | None:
+    """An array of HTTP statuses that are not 2xx; None when the key is absent."""
+    if not table.has(key):
+        return None
+    values = table.raw(key)
+    if not isinstance(values, list):
+        raise table.error(key, f"must be an array of HTTP statuses, got {_kind(values)}")
+    for i, value in enumerate(values):
+        if type(value) is not int or not 300 <= value <= 599:
+            problem = f"must be an HTTP status from 300 to 599, got {_described(value)}"
+            raise table.error(f"{key}[{i}]", problem)
+    return tuple(values)
 
 
 def _security(table: _Table) -> SecuritySettings:
@@ -278,6 +299,7 @@ def _endpoint(table: _Table, egress: EgressPolicy | None) -> Endpoint:
         ca_file=table.string_or_none("ca_file"),
         client_cert_file=table.string_or_none("client_cert_file"),
         client_key_file=table.string_or_none("client_key_file"),
+        permanent_statuses=_statuses(table, "permanent_statuses"),
     )
     _check_tls(table, endpoint)
     return endpoint

@@ -34,6 +34,10 @@ class RetryPolicy:
     delays_s: tuple[float, ...]
     jitter: float = DEFAULT_JITTER
     max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S
+    max_age_s: float = float("inf")  # since the first attempt; then dead-lettered
+    # Every non-2xx answer is retried (Stripe's and Svix's rule: a receiver mid-deploy
+    # answers 401 or 404 for a minute), 410 aside; these are dead-lettered at once.
+    permanent_statuses: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +73,19 @@ DELIVERED = Delivered()
 
 
 def next_step(
-    result: HttpResult, attempt: int, policy: RetryPolicy, now: float, uniform: float
+    result: HttpResult,
+    attempt: int,
+    policy: RetryPolicy,
+    now: float,
+    uniform: float,
+    first_attempt_at: float | None = None,
 ) -> Step:
     """The step after attempt number `attempt` (1 = the first try) came to `result`.
 
-    `uniform` is a draw from [0, 1) for the jitter.
+    `uniform` is a draw from [0, 1) for the jitter; `now` and `first_attempt_at` are on one
+    clock (the wall clock when the wait crosses processes).
     """
-    verdict = classify(result)
+    verdict = verdict_of(result, policy)
     if verdict is OutcomeClass.DELIVERED:
         return DELIVERED
     if verdict is OutcomeClass.GONE:
@@ -84,6 +94,10 @@ def next_step(
         return DeadLetter(f"permanent failure: {describe(result)}", verdict)
     if attempt >= policy.max_attempts or not policy.delays_s:
         return DeadLetter(f"attempts exhausted: {describe(result)}", verdict)
+    if first_attempt_at is not None and now - first_attempt_at >= policy.max_age_s:
+        return DeadLetter(
+            f"retry window of {policy.max_age_s:g} s exceeded: {describe(result)}", verdict
+        )
     delay = retry_delay_s(
         attempt,
         policy.delays_s,
@@ -93,6 +107,17 @@ def next_step(
         policy.max_retry_after_s,
     )
     return RetryLater(delay, now + delay, retry_tier(attempt, len(policy.delays_s)))
+
+
+def verdict_of(result: HttpResult, policy: RetryPolicy) -> OutcomeClass:
+    """`outcomes.classify`, with the policy's view of which answers are permanent."""
+    verdict = classify(result)
+    status = result.status
+    if status is None or verdict is OutcomeClass.DELIVERED or verdict is OutcomeClass.GONE:
+        return verdict
+    if status in policy.permanent_statuses:
+        return OutcomeClass.PERMANENT
+    return OutcomeClass.RETRYABLE
 
 
 def describe(result: HttpResult) -> str:

@@ -43,6 +43,8 @@ class Endpoint:
     ca_file: str | None = None
     client_cert_file: str | None = None
     client_key_file: str | None = None
+    # HTTP statuses dead-lettered at once for this endpoint; None: `[delivery]`'s list.
+    permanent_statuses: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if not all(type(key) is Secret for key in self.secrets):
@@ -96,6 +98,15 @@ class DeliverySettings:
     # with the host's latency (limits.HostConcurrency), up to the sum of its endpoints' limits.
     min_connections_per_host: int = 64
     shutdown_grace_s: float = 10.0
+    # Share of an endpoint's max_in_flight that due retries may use (at least 1 request), so
+    # retries never starve first attempts, nor the reverse.
+    retry_share: float = 0.25
+    # A delivery is dead-lettered once this long has passed since its first attempt (3 days,
+    # Stripe's window), whatever attempts are left.
+    max_age_s: float = 259_200.0
+    # Every non-2xx answer is retried (a receiver mid-deploy answers 401 or 404 for a
+    # minute), 410 aside, which dead-letters; these statuses are dead-lettered at once.
+    permanent_statuses: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

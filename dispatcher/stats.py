@@ -19,6 +19,8 @@ class WorkerStats:
     deliveries_read: int = 0  # delivery records taken by stage 2
     delivered: int = 0  # 2xx
     attempts_failed: int = 0  # non-2xx or no response, any attempt
+    retries_scheduled: int = 0  # failed deliveries handed to a retry tier (acknowledged)
+    retries_waiting: int = 0  # retry partitions paused until their head is due
     dead_lettered: int = 0
     abandoned: int = 0  # queued work dropped on revocation or shutdown (redelivered later)
     in_flight: int = 0  # requests on the wire now

@@ -210,7 +210,7 @@ async def test_failures_are_retried_in_place_and_permanent_ones_dead_lettered(
     async with RecordingReceiver(behaviours=behaviours) as receiver:
         endpoints = [
             endpoint("flaky", receiver.url, ["*"], ordering="endpoint"),
-            endpoint("rejects", receiver.url, ["*"]),
+            endpoint("rejects", receiver.url, ["*"], permanent_statuses=[400]),
         ]
         settings = build_settings(kafka_bootstrap, unique_name, endpoints, max_attempts=4)
         create_all_topics(settings)
@@ -229,7 +229,7 @@ async def test_failures_are_retried_in_place_and_permanent_ones_dead_lettered(
     for key, seqs in order_per_key(flaky_ok, sent).items():
         assert seqs == sorted(seqs), f"key {key!r} out of order across retries"
     rejected = [r for r in receiver.records if r.endpoint_id == "rejects"]
-    assert len(rejected) == 60  # a 400 is permanent: tried once, never again
+    assert len(rejected) == 60  # a 400 listed as permanent: tried once, never again
     assert stats.dead_lettered == 60
     assert stats.attempts_failed >= 60 + 30
 

@@ -13,7 +13,14 @@ offset equal to the committed one, which would drop new metadata while a slow re
 the watermark. A commit request only covers partitions still assigned when the thread runs
 it, so a commit queued before a revocation cannot land after the revocation's final one.
 
-Only this thread touches the Consumer. confluent-kafka serialises calls on one handle, so a
+Retry tiers follow the deliveries topic: partition p of every `<prefix>.retry.<n>` is read by
+the worker that owns deliveries partition p, so an endpoint's retries come back to the worker
+that holds its limits. A second Consumer, never subscribed, is assigned exactly those
+partitions (incremental_assign/unassign as deliveries partitions come and go) and commits
+under its own group id (`<group>.retries`, which has no members, so the broker takes its
+commits). Co-location is exact by construction: no custom assignor, no protocol switch.
+
+Only this thread touches the Consumers. confluent-kafka serialises calls on one handle, so a
 `commit` or `pause` from the loop would wait for `consume()` to return; the loop queues such
 requests instead and this thread runs them between polls. Whatever ends this thread early
 is reported to the worker's supervisor: a worker that stopped consuming never runs on.
@@ -27,6 +34,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -60,9 +68,15 @@ class ConsumerPoller:
         on_revoke: Callable[[Partitions, bool], Awaitable[Commits]],
         revoke_timeout_s: float,
         on_failure: FailureReport,
+        mirror: RetryMirror | None = None,
     ) -> None:
         config = {**config, "on_commit": self._committed}
-        self._consumer = Consumer(config) if "logger" in config else Consumer(config, logger=log)
+        self._consumer = _new_consumer(config)
+        self._mirror = mirror
+        self._retries = (
+            None if mirror is None else _new_consumer({**config, "group.id": mirror.group_id})
+        )
+        self._retry_assigned: set[tuple[str, int]] = set()
         self._topics = list(topics)
         self._loop = loop
         self._on_batch = on_batch
@@ -100,10 +114,15 @@ class ConsumerPoller:
         self._requests.append(lambda: self._consumer.resume(self._assigned_of(topics)))
 
     def pause_partitions(self, partitions: Partitions) -> None:
-        self._requests.append(lambda: self._consumer.pause(self._still_assigned(partitions)))
+        self._requests.append(lambda: self._each_consumer(partitions, "pause"))
 
     def resume_partitions(self, partitions: Partitions) -> None:
-        self._requests.append(lambda: self._consumer.resume(self._still_assigned(partitions)))
+        self._requests.append(lambda: self._each_consumer(partitions, "resume"))
+
+    def wait_at(self, topic: str, partition: int, offset: int) -> None:
+        """Pause a retry partition and rewind it to `offset` (its head, not yet due); the
+        records fetched past it are read again after `resume_partitions`."""
+        self._requests.append(lambda: self._rewind(topic, partition, offset))
 
     def commit(self, offsets: Commits) -> None:
         """Commit watermarks with their metadata, in the background."""
@@ -130,6 +149,8 @@ class ConsumerPoller:
             self._close_requested.wait()
             self._run_requests()  # the final commit from the loop's shutdown
             self._consumer.close()
+            if self._retries is not None:
+                self._retries.close()
         except BaseException as exc:  # reported: a background error is never lost
             self._on_failure("kafka poll thread", exc)
             self._close_requested.wait()
@@ -145,10 +166,14 @@ class ConsumerPoller:
             # first record, and consume(timeout=0) then takes what is already queued.
             first = consumer.poll(POLL_TIMEOUT_S)
             self._announce_assigned()
-            if first is None:
+            messages = []
+            if first is not None:
+                messages = [first, *consumer.consume(num_messages=BATCH_SIZE - 1, timeout=0)]
+                self._announce_assigned()
+            if self._retry_assigned and self._retries is not None:
+                messages += self._retries.consume(num_messages=BATCH_SIZE, timeout=0)
+            if not messages:
                 continue
-            messages = [first, *consumer.consume(num_messages=BATCH_SIZE - 1, timeout=0)]
-            self._announce_assigned()
             good = [m for m in messages if self._usable(m)]
             if good:
                 self._taken.clear()
@@ -180,16 +205,36 @@ class ConsumerPoller:
         assigned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
         return [TopicPartition(t, p) for t, p in partitions if (t, p) in assigned]
 
+    def _each_consumer(self, partitions: Partitions, action: str) -> None:
+        group = self._still_assigned(partitions)
+        if group:
+            getattr(self._consumer, action)(group)
+        retries = [TopicPartition(t, p) for t, p in partitions if (t, p) in self._retry_assigned]
+        if retries and self._retries is not None:
+            getattr(self._retries, action)(retries)
+
+    def _rewind(self, topic: str, partition: int, offset: int) -> None:
+        if (topic, partition) not in self._retry_assigned or self._retries is None:
+            return
+        self._retries.pause([TopicPartition(topic, partition)])
+        self._retries.seek(TopicPartition(topic, partition, offset))
+
     def _commit(self, offsets: Commits, *, synchronous: bool) -> None:
         assigned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
-        tps = [_with_metadata(*commit) for commit in still_owned(offsets, assigned)]
+        group = [_with_metadata(*commit) for commit in still_owned(offsets, assigned)]
+        retries = [_with_metadata(*c) for c in still_owned(offsets, self._retry_assigned)]
+        self._commit_on(self._consumer, group, synchronous)
+        if self._retries is not None:
+            self._commit_on(self._retries, retries, synchronous)
+
+    def _commit_on(self, consumer: Consumer, tps: list[TopicPartition], synchronous: bool) -> None:
         if not tps:
             return
         try:
             if synchronous:
-                self._committed(None, self._consumer.commit(offsets=tps, asynchronous=False))
+                self._committed(None, consumer.commit(offsets=tps, asynchronous=False))
             else:
-                self._consumer.commit(offsets=tps, asynchronous=True)
+                consumer.commit(offsets=tps, asynchronous=True)
         except KafkaException as exc:
             # Not fatal: the next commit carries the same or a later watermark.
             log.warning("commit failed: %s", exc.args[0])
@@ -233,27 +278,46 @@ class ConsumerPoller:
         if not self._newly_assigned:
             return
         partitions, self._newly_assigned = self._newly_assigned, []
-        try:
-            committed = self._consumer.committed(partitions, timeout=COMMITTED_TIMEOUT_S)
-        except KafkaException as exc:
-            # Without the metadata a new owner redoes what the last one finished: duplicates,
-            # never loss.
-            log.warning("committed offsets not read, finished work will be redone: %s", exc)
-            committed = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
-        assigned: Assigned = [
-            (tp.topic, tp.partition, tp.offset if tp.offset >= 0 else None, tp.metadata or "")
-            for tp in committed
-        ]
+        assigned = _committed_of(self._consumer, partitions)
+        mirrored = self._mirrored(partitions)
+        if mirrored and self._retries is not None:
+            assigned += _committed_of(self._retries, mirrored)
+            self._retries.incremental_assign(mirrored)
+            self._retry_assigned |= set(_pairs(mirrored))
         self._loop.call_soon_threadsafe(self._on_assign, assigned)
 
+    def _mirrored(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """The retry partitions that follow these deliveries partitions."""
+        mirror = self._mirror
+        if mirror is None:
+            return []
+        return [
+            TopicPartition(topic, tp.partition)
+            for tp in partitions
+            if tp.topic == mirror.deliveries_topic
+            for topic in mirror.retry_topics
+        ]
+
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        partitions = [*partitions, *self._mirrored(partitions)]
         offsets = self._release(partitions, lost=False)
         if offsets:
             self._commit(offsets, synchronous=True)
+        self._unassign_retries(partitions)
 
     def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Lost, not revoked: another member may own them already, so nothing is committed.
+        partitions = [*partitions, *self._mirrored(partitions)]
         self._release(partitions, lost=True)
+        self._unassign_retries(partitions)
+
+    def _unassign_retries(self, partitions: list[TopicPartition]) -> None:
+        mine = [tp for tp in partitions if (tp.topic, tp.partition) in self._retry_assigned]
+        if mine and self._retries is not None:
+            self._retries.incremental_unassign(
+                [TopicPartition(tp.topic, tp.partition) for tp in mine]
+            )
+            self._retry_assigned -= set(_pairs(mine))
 
     def _release(self, partitions: list[TopicPartition], *, lost: bool) -> Commits:
         gone = set(_pairs(partitions))
@@ -270,6 +334,33 @@ class ConsumerPoller:
             future.cancel()
             self._on_failure("revocation", f"partitions not released in time: {_pairs(partitions)}")
             return []
+
+
+@dataclass(frozen=True)
+class RetryMirror:
+    """Which partitions follow the deliveries topic's, and the group their commits go to."""
+
+    deliveries_topic: str
+    retry_topics: tuple[str, ...]
+    group_id: str
+
+
+def _new_consumer(config: dict[str, Any]) -> Consumer:
+    return Consumer(config) if "logger" in config else Consumer(config, logger=log)
+
+
+def _committed_of(consumer: Consumer, partitions: list[TopicPartition]) -> Assigned:
+    try:
+        committed = consumer.committed(partitions, timeout=COMMITTED_TIMEOUT_S)
+    except KafkaException as exc:
+        # Without the metadata a new owner redoes what the last one finished: duplicates,
+        # never loss.
+        log.warning("committed offsets not read, finished work will be redone: %s", exc)
+        committed = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
+    return [
+        (tp.topic, tp.partition, tp.offset if tp.offset >= 0 else None, tp.metadata or "")
+        for tp in committed
+    ]
 
 
 def still_owned(offsets: Commits, assigned: set[tuple[str, int]]) -> Commits:

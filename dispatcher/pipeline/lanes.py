@@ -7,8 +7,13 @@ by producer key and a key is served by one runner at a time, so each key keeps i
 while different keys overlap. A slow endpoint occupies only its own runners.
 
 After each attempt `lifecycle.next_step` decides; the lane carries it out: an outcome
-record, a wait before the next attempt (in place, which the ordered modes require), or a
-dead letter. A delivery's offset finishes when it was delivered or its dead letter was
+record, a dead letter, or the next attempt. An endpoint with `ordering = "none"` hands a
+failed delivery to the retry tier of its attempt (`<prefix>.retry.<n>`, with the attempt
+count, due time and first-attempt time in its headers) and its runner moves on; the worker
+feeds it back when it is due, and due retries run in their own share of `max_in_flight`
+(`retry_share`), so retries never starve first attempts, nor the reverse. The ordered modes
+retry in place with backoff: the lane's head (or the key's) waits, which they require.
+A delivery's offset finishes when it was delivered, or its retry record or dead letter was
 acknowledged. While its partition is being revoked nothing new starts: waits are cancelled
 by the partition (`PartitionState.revoke`) and a failed attempt is left to the next owner.
 """
@@ -32,7 +37,7 @@ from dispatcher.pipeline.hosts import HostSlots
 from dispatcher.pipeline.partitions import PartitionState
 from dispatcher.pipeline.ports import RecordProducer, Sender
 from dispatcher.pipeline.supervisor import Supervisor
-from dispatcher.records import DeliveryMeta
+from dispatcher.records import DeliveryMeta, retry_headers
 from dispatcher.signing import Signer
 from dispatcher.stats import WorkerStats
 
@@ -63,16 +68,17 @@ class LaneContext:
         supervisor: Supervisor,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.sender = sender
         self.producer = producer
         self.dead_letters = dead_letters
         self.kafka = kafka
         self.delivery = delivery
-        self.policy = RetryPolicy(delivery.max_attempts, delivery.retry_delays_s)
         self.stats = stats
         self.supervisor = supervisor
         self.clock = clock
+        self.wall = wall  # due and first-attempt times cross processes: wall clock
         self.rng = rng or random.Random()
         self.stopping = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -100,8 +106,26 @@ class Lane:
         self._key_id = endpoint.id.encode()
         self._name = f"lane {endpoint.id}"
         self._by_key = endpoint.ordering is Ordering.KEY
+        self._in_place = endpoint.ordering is not Ordering.NONE  # ordered: retry in place
         self._max_runners = 1 if endpoint.ordering is Ordering.ENDPOINT else endpoint.max_in_flight
+        delivery = ctx.delivery
+        statuses = endpoint.permanent_statuses
+        self._policy = RetryPolicy(
+            delivery.max_attempts,
+            delivery.retry_delays_s,
+            max_age_s=delivery.max_age_s,
+            permanent_statuses=frozenset(
+                delivery.permanent_statuses if statuses is None else statuses
+            ),
+        )
         self._queue: deque[Delivery] = deque()  # modes none and endpoint
+        self._retries: deque[Delivery] = deque()  # mode none: due retries from the tiers
+        mif = endpoint.max_in_flight
+        self._retry_limit = max(1, int(mif * delivery.retry_share))
+        self._first_limit = max(1, mif - self._retry_limit)
+        self._active_retries = 0
+        self._active_first = 0
+        self._retry_turn = False  # with one runner for both, they take turns
         self._keyed: dict[bytes | None, deque[Delivery]] = {}  # mode key: per-key FIFO
         self._ready_keys: deque[bytes | None] = deque()  # keys with work and no runner
         self._runners = 0
@@ -114,25 +138,63 @@ class Lane:
                 queue = self._keyed[key] = deque()
                 self._ready_keys.append(key)
             queue.append(delivery)
+        elif delivery.meta.attempts_made and not self._in_place:
+            self._retries.append(delivery)
         else:
             self._queue.append(delivery)
         self._start_runner()
 
     def _start_runner(self) -> None:
         # In key mode a runner is only useful for a key that no runner holds yet.
+        if self._ctx.stopping.is_set():
+            return
         if self._runners < self._max_runners and (
-            self._ready_keys if self._by_key else self._queue
+            self._ready_keys if self._by_key else self._can_take()
         ):
             self._runners += 1
             self._ctx.spawn(self._run_keyed() if self._by_key else self._run(), self._name)
 
+    def _can_take(self) -> bool:
+        return self._choice() != (False, False)
+
+    def _choice(self) -> tuple[bool, bool]:
+        """(a first attempt may start, a retry may start). Retries never use more than
+        their share; first attempts use the rest, and the retries' share too while no
+        retry waits for it. Both never exceed max_in_flight together (the runners)."""
+        retries_wait = bool(self._retries)
+        retry = retries_wait and self._active_retries < self._retry_limit
+        first = bool(self._queue) and (self._active_first < self._first_limit or not retries_wait)
+        return first, retry
+
+    def _take(self) -> Delivery | None:
+        """The next delivery within its share: first attempts and retries take turns."""
+        first, retry = self._choice()
+        if retry and (not first or self._retry_turn):
+            self._retry_turn = False
+            self._active_retries += 1
+            return self._retries.popleft()
+        if first:
+            self._retry_turn = True
+            self._active_first += 1
+            return self._queue.popleft()
+        return None
+
     async def _run(self) -> None:
-        queue = self._queue
         try:
-            while queue and not self._ctx.stopping.is_set():
-                await self._work_on(queue.popleft())
+            while not self._ctx.stopping.is_set():
+                delivery = self._take()
+                if delivery is None:
+                    return
+                try:
+                    await self._work_on(delivery)
+                finally:
+                    if delivery.meta.attempts_made and not self._in_place:
+                        self._active_retries -= 1
+                    else:
+                        self._active_first -= 1
         finally:
             self._runners -= 1
+            self._start_runner()  # work this runner's share could not take
 
     async def _run_keyed(self) -> None:
         ready, keyed = self._ready_keys, self._keyed
@@ -154,7 +216,7 @@ class Lane:
     def drop(self, part: PartitionState) -> int:
         """Forget queued deliveries of `part` (revoked): the next owner delivers them."""
         dropped = 0
-        for queue in (self._queue, *self._keyed.values()):
+        for queue in (self._queue, self._retries, *self._keyed.values()):
             kept = [d for d in queue if d.part is not part]
             dropped += len(queue) - len(kept)
             if len(kept) < len(queue):
@@ -198,15 +260,18 @@ class Lane:
         delivery's offset was finished, handed to the dead-letter writer, or abandoned."""
         ctx = self._ctx
         part = delivery.part
-        attempt = delivery.meta.attempts_made
+        meta = delivery.meta
+        attempt = meta.attempts_made
         if len(delivery.body) > ctx.delivery.max_body_bytes:
             reason = f"permanent failure: body of {len(delivery.body):,} bytes is too large"
             self._dead_letter(delivery, attempt, _TOO_LARGE, reason)
             return
+        first_at = meta.first_attempt_ms / 1000 if meta.first_attempt_ms else ctx.wall()
         while True:
             attempt += 1
             result = await self._send(delivery, part, task)
-            step = next_step(result, attempt, ctx.policy, ctx.clock(), ctx.rng.random())
+            now = ctx.wall()
+            step = next_step(result, attempt, self._policy, now, ctx.rng.random(), first_at)
             if isinstance(step, Delivered):
                 ctx.stats.delivered += 1
                 self._publish_outcome(delivery, "delivered", attempt, result)
@@ -217,11 +282,36 @@ class Lane:
                 self._dead_letter(delivery, attempt, result, step.reason)
                 return
             self._publish_outcome(delivery, "retry", attempt, result)
+            if not self._in_place:
+                self._to_retry_tier(delivery, attempt, step, result, first_at)
+                return
             if not part.active:  # being revoked: the next owner makes the next attempt
                 part.abandoned()
                 ctx.stats.abandoned += 1
                 return
             await asyncio.sleep(step.delay_s)  # cancelled if the partition is revoked
+
+    def _to_retry_tier(
+        self,
+        delivery: Delivery,
+        attempt: int,
+        step: RetryLater,
+        result: HttpResult,
+        first_at: float,
+    ) -> None:
+        """Hand the delivery to its retry tier; its offset finishes when that is durable."""
+        ctx = self._ctx
+        topic = ctx.kafka.retry_topic(step.tier)
+        headers = retry_headers(
+            delivery.meta,
+            attempt,
+            int(step.due * 1000),
+            int(first_at * 1000),
+            result.status,
+            result.error,
+        )
+        ack = RetryAck(delivery.part, delivery.offset, ctx.producer, topic, ctx.stats)
+        ctx.producer.produce(topic, self._key_id, delivery.body, headers, ack)
 
     async def _send(
         self, delivery: Delivery, part: PartitionState, task: asyncio.Task[None]
@@ -289,6 +379,34 @@ class Lane:
             event_time_ms=meta.event_time_ms,
         )
         self._ctx.dead_letters.write(delivery.part, delivery.offset, record)
+
+
+class RetryAck:
+    """Finishes a delivery's offset once its retry record is durable."""
+
+    __slots__ = ("offset", "part", "producer", "stats", "topic")
+
+    def __init__(
+        self,
+        part: PartitionState,
+        offset: int,
+        producer: RecordProducer,
+        topic: str,
+        stats: WorkerStats,
+    ) -> None:
+        self.part = part
+        self.offset = offset
+        self.producer = producer
+        self.topic = topic
+        self.stats = stats
+
+    def __call__(self, error: Any, _message: Any) -> None:
+        if error is not None:
+            self.part.abandoned()
+            self.producer.failed(error, self.topic)
+            return
+        self.stats.retries_scheduled += 1
+        self.part.finished(self.offset)
 
 
 def _unbuffer(delivery: Delivery, stats: WorkerStats) -> None:

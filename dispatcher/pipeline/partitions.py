@@ -39,6 +39,7 @@ class PartitionState:
         "phase",
         "skip",
         "topic",
+        "waiting",
         "watermark",
         "working",
     )
@@ -54,6 +55,7 @@ class PartitionState:
         self.in_flight = 0  # work started and not yet durable (counted until it finishes)
         self.buffered = 0  # deliveries of this partition held in memory (stage 2)
         self.paused = False  # fetching paused for backpressure
+        self.waiting = False  # a retry partition paused (and rewound) until its head is due
         # Offsets a previous owner finished above its committed watermark: not redone.
         self.skip = decode_finished(committed, metadata) if committed is not None else frozenset()
         # Tasks working on this partition's deliveries -> whether their request is on the wire.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,7 @@ from confluent_kafka import Message
 from dispatcher.codec import make_decoder
 from dispatcher.http import WebhookSender
 from dispatcher.kafka.clients import consumer_config, producer_config
-from dispatcher.kafka.poller import Assigned, Commits, ConsumerPoller, Partitions
+from dispatcher.kafka.poller import Assigned, Commits, ConsumerPoller, Partitions, RetryMirror
 from dispatcher.kafka.producer import LoopProducer
 from dispatcher.model import Settings
 from dispatcher.pipeline.dead_letters import DeadLetterWriter
@@ -34,13 +35,25 @@ from dispatcher.pipeline.lanes import Delivery, Lane, LaneContext
 from dispatcher.pipeline.partitions import PartitionState
 from dispatcher.pipeline.router import RouterStage
 from dispatcher.pipeline.supervisor import Supervisor
-from dispatcher.records import BadDeliveryRecord, read_delivery_headers
+from dispatcher.records import H_DUE, BadDeliveryRecord, read_delivery_headers
 from dispatcher.stats import WorkerStats
 
 log = logging.getLogger(__name__)
 
 RESUME_CHECK_INTERVAL_S = 0.01
 COMMIT_EVERY_TICKS = 50  # 0.5 s: what a SIGKILL can make the next owner redo
+
+
+def _due_ms(message: Message) -> int:
+    """A retry record's due time (ms since the epoch); 0 when it has none we can read."""
+    headers: list[tuple[str, bytes | None]] = message.headers() or []  # type: ignore[assignment]
+    for name, value in headers:
+        if name == H_DUE:
+            try:
+                return int(value or b"0")
+            except ValueError:
+                return 0  # read_delivery_headers refuses it: dead-lettered with the reason
+    return 0
 
 
 class WorkerFailed(Exception):
@@ -127,8 +140,19 @@ class Worker:
             self.stats,
             max_record_bytes,
         )
-        self._deliveries_topic = settings.kafka.deliveries_topic
-        self._source_topics = frozenset(settings.kafka.source_topics)
+        kafka = settings.kafka
+        self._deliveries_topic = kafka.deliveries_topic
+        self._retry_topics = frozenset(
+            kafka.retry_topic(tier) for tier in range(1, len(delivery.retry_delays_s) + 1)
+        )
+        # Stage 2 reads the deliveries topic and the retry tiers that follow it.
+        self._stage2_topics = self._retry_topics | {self._deliveries_topic}
+        self._source_topics = frozenset(kafka.source_topics)
+        mirror = RetryMirror(
+            kafka.deliveries_topic,
+            tuple(sorted(self._retry_topics)),
+            f"{kafka.group_id}.retries",
+        )
         self._poller = self._poller_factory(
             consumer_config(settings.kafka),
             [*settings.kafka.source_topics, self._deliveries_topic],
@@ -138,6 +162,7 @@ class Worker:
             self._on_revoke,
             delivery.shutdown_grace_s,
             supervisor.fail_threadsafe,
+            mirror if self._retry_topics else None,
         )
 
     # --- records, on the loop (called by the poller) -----------------------------------------
@@ -147,22 +172,30 @@ class Worker:
             return  # stopping after a failure: nothing new is taken (or committed past)
         parts = self._parts
         stats = self.stats
+        retry_topics = self._retry_topics
+        now_ms = int(time.time() * 1000)
         taken: list[tuple[Message, PartitionState, int]] = []
         # First every offset is known to its watermark, so nothing below a record that is
         # never processed can be committed past it.
         for message in messages:
-            part = parts.get((message.topic(), message.partition()))  # type: ignore[arg-type]
-            if part is None or not part.active:
-                continue  # revoked after it was fetched: the next owner reads it
+            topic: str = message.topic()  # type: ignore[assignment]
+            part = parts.get((topic, message.partition()))  # type: ignore[arg-type]
+            if part is None or not part.active or part.waiting:
+                continue  # revoked after it was fetched, or rewound: read again later
             offset: int = message.offset()  # type: ignore[assignment]
+            if topic in retry_topics:
+                due_ms = _due_ms(message)
+                if due_ms > now_ms:
+                    self._wait_until_due(part, offset, due_ms - now_ms)
+                    continue
             if part.take(offset):
                 taken.append((message, part, offset))
             else:
                 stats.skipped_finished += 1
-        deliveries_topic = self._deliveries_topic
+        stage2 = self._stage2_topics
         for message, part, offset in taken:
             try:
-                if part.topic == deliveries_topic:
+                if part.topic in stage2:
                     self._ingest_delivery(message, part, offset)
                 else:
                     self._router.ingest(message, part, offset)
@@ -202,10 +235,23 @@ class Worker:
             part.abandoned()
             raise
 
+    def _wait_until_due(self, part: PartitionState, offset: int, delay_ms: int) -> None:
+        """Pause a retry partition at its head until the head is due; others flow on."""
+        part.waiting = True
+        self.stats.retries_waiting += 1
+        self._poller.wait_at(part.topic, part.partition, offset)
+        asyncio.get_running_loop().call_later(delay_ms / 1000, self._due, part)
+
+    def _due(self, part: PartitionState) -> None:
+        part.waiting = False
+        self.stats.retries_waiting -= 1
+        if part.active and not part.paused:
+            self._poller.resume_partitions([(part.topic, part.partition)])
+
     def _delivery_share(self) -> int:
         """Deliveries one partition may hold in memory: an equal share of the ceiling, so
         one partition's slow endpoints cannot take the buffer from the others'."""
-        assigned = sum(1 for t, _ in self._parts if t == self._deliveries_topic)
+        assigned = sum(1 for t, _ in self._parts if t in self._stage2_topics)
         return max(1, self.settings.delivery.max_buffered // max(1, assigned))
 
     def _pause_full_delivery_partitions(self) -> None:
@@ -213,7 +259,7 @@ class Worker:
         full = [
             part
             for (topic, _), part in self._parts.items()
-            if topic == self._deliveries_topic and not part.paused and part.buffered >= share
+            if topic in self._stage2_topics and not part.paused and part.buffered >= share
         ]
         if not full:
             return
@@ -232,7 +278,8 @@ class Worker:
         for part in drained:
             part.paused = False
             self._paused.discard(part)
-        self._poller.resume_partitions([(p.topic, p.partition) for p in drained if p.active])
+        resume = [(p.topic, p.partition) for p in drained if p.active and not p.waiting]
+        self._poller.resume_partitions(resume)
         self.stats.paused_deliveries = bool(self._paused)
 
     def _ingest_delivery(self, message: Message, part: PartitionState, offset: int) -> None:

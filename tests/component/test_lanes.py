@@ -6,37 +6,48 @@ from __future__ import annotations
 import asyncio
 
 from dispatcher.codec import decode_dead_letter, decode_outcome
-from dispatcher.model import DeliverySettings, Endpoint, KafkaSettings
+from dispatcher.model import DeliverySettings, Endpoint, HttpResult, KafkaSettings, Ordering
 from dispatcher.pipeline.dead_letters import DeadLetterWriter
 from dispatcher.pipeline.hosts import slots_by_endpoint
 from dispatcher.pipeline.lanes import Delivery, Lane, LaneContext
 from dispatcher.pipeline.partitions import PartitionState
 from dispatcher.pipeline.supervisor import Supervisor
-from dispatcher.records import DeliveryMeta
+from dispatcher.records import DeliveryMeta, read_delivery_headers
 from dispatcher.stats import WorkerStats
 from tests.component.fakes import FakeProducer, FakeSender, status
 
 KAFKA = KafkaSettings("127.0.0.1:9", ("events",), topic_prefix="wh")
 ENDPOINT = Endpoint("ep", "http://127.0.0.1:9/hooks/ep", (b"k" * 24,), ("*",), max_in_flight=2)
+# Ordered endpoints retry in place with backoff; `ordering = "none"` hands retries to a tier.
+ORDERED = Endpoint(
+    "ep", "http://127.0.0.1:9/hooks/ep", (b"k" * 24,), ("*",), ordering=Ordering.ENDPOINT
+)
+PERMANENT_400 = DeliverySettings(permanent_statuses=(400,))
 BOUND_S = 30  # a bound on a wait that the fixed code ends at once, not a timing threshold
 
 
 def lane_for(
-    sender: FakeSender, producer: FakeProducer, delivery: DeliverySettings
+    sender: FakeSender,
+    producer: FakeProducer,
+    delivery: DeliverySettings,
+    endpoint: Endpoint = ENDPOINT,
 ) -> tuple[Lane, LaneContext, Supervisor]:
     stats = WorkerStats()
     supervisor = Supervisor(asyncio.get_running_loop())
     writer = DeadLetterWriter(producer, KAFKA.dlq_topic, stats, producer.max_record_bytes)
     ctx = LaneContext(sender, producer, writer, KAFKA, delivery, stats, supervisor)
-    slots = slots_by_endpoint([ENDPOINT], 4)
-    return Lane(ENDPOINT, ctx, slots["ep"]), ctx, supervisor
+    slots = slots_by_endpoint([endpoint], 4)
+    return Lane(endpoint, ctx, slots["ep"]), ctx, supervisor
 
 
-def submit(lane: Lane, ctx: LaneContext, part: PartitionState, offset: int) -> None:
+def submit(
+    lane: Lane, ctx: LaneContext, part: PartitionState, offset: int, attempts: int = 0
+) -> None:
     part.take(offset)
     part.buffered += 1
     ctx.stats.buffered += 1
-    meta = DeliveryMeta(f"evt-{offset}", "order.created", 0, None, "events/0/1", 0)
+    first = 1_700_000_000_000 if attempts else 0
+    meta = DeliveryMeta(f"evt-{offset}", "order.created", 0, None, "events/0/1", attempts, 0, first)
     lane.submit(Delivery(part, offset, b'{"id":"x"}', meta))
 
 
@@ -49,7 +60,7 @@ async def test_revocation_during_backoff_sends_nothing_more_and_does_not_wait_th
     sender = FakeSender(auto=lambda _url: status(503))
     producer = FakeProducer()
     delivery = DeliverySettings(retry_delays_s=(3600.0,), max_attempts=5)
-    lane, ctx, supervisor = lane_for(sender, producer, delivery)
+    lane, ctx, supervisor = lane_for(sender, producer, delivery, ORDERED)
     part = PartitionState("wh.deliveries", 0)
     submit(lane, ctx, part, 10)
     await sender.wait_for_requests(1)
@@ -110,7 +121,7 @@ async def test_a_request_still_on_the_wire_after_the_grace_records_nothing() -> 
 async def test_a_dead_letter_the_broker_refuses_leaves_its_offset_unfinished() -> None:
     sender = FakeSender(auto=lambda _url: status(400))
     producer = FakeProducer()
-    lane, ctx, _ = lane_for(sender, producer, DeliverySettings())
+    lane, ctx, _ = lane_for(sender, producer, PERMANENT_400)
     part = PartitionState("wh.deliveries", 0)
     submit(lane, ctx, part, 10)
     await asyncio.wait_for(asyncio.gather(*ctx.tasks), BOUND_S)
@@ -129,7 +140,7 @@ async def test_a_dead_letter_the_broker_refuses_leaves_its_offset_unfinished() -
 async def test_a_dead_letter_acknowledged_finishes_its_offset() -> None:
     sender = FakeSender(auto=lambda _url: status(400))
     producer = FakeProducer()
-    lane, ctx, _ = lane_for(sender, producer, DeliverySettings())
+    lane, ctx, _ = lane_for(sender, producer, PERMANENT_400)
     part = PartitionState("wh.deliveries", 0)
     submit(lane, ctx, part, 10)
     await asyncio.wait_for(asyncio.gather(*ctx.tasks), BOUND_S)
@@ -141,7 +152,7 @@ async def test_a_dead_letter_acknowledged_finishes_its_offset() -> None:
 async def test_a_dead_letter_that_cannot_be_queued_stops_the_worker() -> None:
     sender = FakeSender(auto=lambda _url: status(400))
     producer = FakeProducer(refuse=lambda topic, _v: topic == KAFKA.dlq_topic)
-    lane, ctx, supervisor = lane_for(sender, producer, DeliverySettings())
+    lane, ctx, supervisor = lane_for(sender, producer, PERMANENT_400)
     part = PartitionState("wh.deliveries", 0)
     submit(lane, ctx, part, 10)
     await asyncio.wait_for(asyncio.gather(*ctx.tasks, return_exceptions=True), BOUND_S)
@@ -164,3 +175,68 @@ def test_a_new_owner_skips_what_the_previous_one_finished() -> None:
     assert point is not None
     assert point[0] == 7
     assert point[1] == encode_finished(7, [8])
+
+
+async def test_a_failed_attempt_goes_to_its_retry_tier_and_the_runner_moves_on() -> None:
+    answers = {"n": 0}
+
+    def first_fails(_url: str) -> HttpResult:
+        answers["n"] += 1
+        return status(503 if answers["n"] == 1 else 204)
+
+    sender = FakeSender(auto=first_fails)
+    producer = FakeProducer()
+    delivery = DeliverySettings(retry_delays_s=(30.0, 60.0), max_attempts=5)
+    lane, ctx, _ = lane_for(sender, producer, delivery)
+    part = PartitionState("wh.deliveries", 0)
+    submit(lane, ctx, part, 10)
+    submit(lane, ctx, part, 11)
+    await asyncio.wait_for(asyncio.gather(*ctx.tasks), BOUND_S)
+
+    (retry,) = [p for p in producer.pending if p.topic == "wh.retry.1"]
+    meta = read_delivery_headers(retry.headers)
+    assert meta.attempts_made == 1
+    assert meta.event_id == "evt-10"
+    assert meta.first_attempt_ms > 0
+    assert meta.due_ms >= meta.first_attempt_ms + 24_000  # 30 s, -20% jitter at most
+    assert retry.key == b"ep"
+    assert part.commit_point() == (10, "wm1:10:b:AQ==")  # 11 done; 10 waits for its ack
+    producer.ack_all()
+    assert part.commit_point() == (12, "")
+    assert ctx.stats.retries_scheduled == 1
+
+
+async def test_a_due_retry_counts_its_attempts_and_dead_letters_when_they_run_out() -> None:
+    sender = FakeSender(auto=lambda _url: status(500))
+    producer = FakeProducer()
+    delivery = DeliverySettings(retry_delays_s=(30.0, 60.0), max_attempts=3)
+    lane, ctx, _ = lane_for(sender, producer, delivery)
+    part = PartitionState("wh.retry.2", 0)
+    submit(lane, ctx, part, 5, attempts=2)
+    await asyncio.wait_for(asyncio.gather(*ctx.tasks), BOUND_S)
+    (dead,) = [p for p in producer.pending if p.topic == KAFKA.dlq_topic]
+    letter = decode_dead_letter(dead.value)
+    assert letter["attempts"] == 3
+    assert letter["reason"] == "attempts exhausted: HTTP 500"
+
+
+async def test_retries_and_first_attempts_each_keep_a_share_of_max_in_flight() -> None:
+    sender = FakeSender()
+    producer = FakeProducer()
+    endpoint = Endpoint("ep", "http://127.0.0.1:9/hooks/ep", (b"k" * 24,), ("*",), max_in_flight=4)
+    lane, ctx, _ = lane_for(sender, producer, DeliverySettings(retry_share=0.25), endpoint)
+    part = PartitionState("wh.deliveries", 0)
+    for offset in range(10):
+        submit(lane, ctx, part, offset, attempts=1)  # a backlog of retries
+    for offset in range(10, 20):
+        submit(lane, ctx, part, offset)  # then first attempts
+    await sender.wait_for_requests(4)
+    on_the_wire = [r.headers["webhook-id"] for r in sender.requests]
+    retries = [i for i in on_the_wire if int(i.removeprefix("evt-")) < 10]
+    assert len(retries) == 1  # a quarter of 4
+    assert len(on_the_wire) == 4  # never above max_in_flight
+    sender.auto = lambda _url: status(204)
+    for request in sender.requests:
+        request.answer.set_result(status(204))
+    await asyncio.wait_for(asyncio.gather(*ctx.tasks), BOUND_S)
+    assert ctx.stats.delivered == 20

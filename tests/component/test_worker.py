@@ -34,6 +34,7 @@ class FakePoller:
     def commit(self, offsets: Commits) -> None:
         self.commits.append(offsets)
 
+    def wait_at(self, topic: str, partition: int, offset: int) -> None: ...
     def stop_fetching(self) -> None: ...
     async def close(self, final: Commits) -> None:
         self.commits.append(final)

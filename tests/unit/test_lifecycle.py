@@ -17,7 +17,9 @@ from dispatcher.lifecycle import (
 from dispatcher.model import HttpResult
 from dispatcher.outcomes import OutcomeClass
 
-POLICY = RetryPolicy(max_attempts=3, delays_s=(1.0, 10.0), jitter=0.0)
+POLICY = RetryPolicy(
+    max_attempts=3, delays_s=(1.0, 10.0), jitter=0.0, permanent_statuses=frozenset({400})
+)
 NOW = 1_000.0
 
 
@@ -41,7 +43,10 @@ def error(text: str) -> HttpResult:
         (error("timeout"), 1, RetryLater(1.0, NOW + 1.0, 1)),
         (error("connect: connection refused"), 2, RetryLater(10.0, NOW + 10.0, 2)),
         (status(400), 1, DeadLetter("permanent failure: HTTP 400", OutcomeClass.PERMANENT)),
-        (status(301), 1, DeadLetter("permanent failure: HTTP 301", OutcomeClass.PERMANENT)),
+        (status(422), 1, RetryLater(1.0, NOW + 1.0, 1)),  # not listed: retried
+        (status(404), 2, RetryLater(10.0, NOW + 10.0, 2)),
+        (status(301), 1, RetryLater(1.0, NOW + 1.0, 1)),
+        (status(401), 3, DeadLetter("attempts exhausted: HTTP 401", OutcomeClass.RETRYABLE)),
         (
             error("invalid-url"),
             1,
@@ -74,3 +79,11 @@ def test_a_single_attempt_policy_never_retries() -> None:
     policy = RetryPolicy(max_attempts=1, delays_s=())
     step = next_step(status(503), 1, policy, NOW, 0.5)
     assert isinstance(step, DeadLetter)
+
+
+def test_past_the_retry_window_a_retryable_answer_is_dead_lettered() -> None:
+    policy = RetryPolicy(max_attempts=10, delays_s=(1.0,), jitter=0.0, max_age_s=60.0)
+    young = next_step(status(503), 2, policy, NOW, 0.5, first_attempt_at=NOW - 59.0)
+    old = next_step(status(503), 2, policy, NOW, 0.5, first_attempt_at=NOW - 60.0)
+    assert isinstance(young, RetryLater)
+    assert old == DeadLetter("retry window of 60 s exceeded: HTTP 503", OutcomeClass.RETRYABLE)
