@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from dispatcher.codec import load_schema
 from dispatcher.errors import ConfigError
+from dispatcher.kafka.clients import client_property_problem
 from dispatcher.model import (
     DeliverySettings,
     Endpoint,
@@ -48,8 +49,17 @@ _DELIVERY = DeliverySettings()
 _ENDPOINT = Endpoint("", "", (), ())
 
 # Settings the guarantees depend on, or that have their own field: never passed through.
+# Offsets are committed by the watermark (auto commit of stored offsets only), and the
+# co-partitioning of retry tiers relies on the assignor and group protocol the dispatcher sets.
 _RESERVED_CLIENT_KEYS = frozenset(
-    {"bootstrap.servers", "group.id", "enable.auto.offset.store", "enable.idempotence", "acks"}
+    {
+        *("bootstrap.servers", "group.id", "enable.auto.offset.store", "enable.idempotence"),
+        *("acks", "enable.auto.commit", "partition.assignment.strategy", "group.protocol"),
+    }
+)
+# confluent-kafka takes these as Python callables, never as strings from a file.
+_CALLBACK_CLIENT_KEYS = frozenset(
+    {"error_cb", "logger", "stats_cb", "throttle_cb", "oauth_cb", "on_delivery", "on_commit"}
 )
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 _ENDPOINT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -165,7 +175,13 @@ def _client_config(client: _Table) -> tuple[tuple[str, str], ...]:
     for key in client:
         if key in _RESERVED_CLIENT_KEYS:
             raise client.error(key, "is set by the dispatcher and cannot be overridden here")
-        client_config.append((key, client.client_value(key)))
+        if key in _CALLBACK_CLIENT_KEYS:
+            raise client.error(key, "is a callback the dispatcher sets; not a config file value")
+        value = client.client_value(key)
+        problem = client_property_problem(key, value)
+        if problem is not None:
+            raise client.error(key, problem)
+        client_config.append((key, value))
     return tuple(client_config)
 
 

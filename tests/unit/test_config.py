@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +208,25 @@ BAD_CASES: list[tuple[str, object, str, str]] = [
     ("kafka.client", {"group.id": "g"}, "kafka.client.group.id", "set by the dispatcher"),
     ("kafka.client", {"acks": "1"}, "kafka.client.acks", "cannot be overridden"),
     ("kafka.client", {"x": [1]}, "kafka.client.x", "string, number or boolean"),
+    ("kafka.client", {"enable.auto.commit": False}, "kafka.client.enable.auto.commit", "set by"),
+    (
+        "kafka.client",
+        {"partition.assignment.strategy": "range"},
+        "kafka.client.partition.assignment.strategy",
+        "is set by the dispatcher",
+    ),
+    ("kafka.client", {"group.protocol": "classic"}, "kafka.client.group.protocol", "set by"),
+    (
+        "kafka.client",
+        {"linger.ms": 5, "no.such.thing": "1"},
+        "kafka.client.no.such.thing",
+        "No such configuration property: 'no.such.thing'",
+    ),
+    ("kafka.client", {"linger.ms": "soon"}, "kafka.client.linger.ms", "Invalid value"),
+    ("kafka.client", {"session.timeout.ms": -5}, "kafka.client.session.timeout.ms", "range"),
+    ("kafka.client", {"debug": "everything"}, "kafka.client.debug", "Invalid value"),
+    ("kafka.client", {"logger": "mine"}, "kafka.client.logger", "a callback"),
+    ("kafka.client", {"error_cb": "x"}, "kafka.client.error_cb", "a callback"),
     ("delivery.timeout", 5, "delivery.timeout", "unknown key (did you mean 'timeout_s'?)"),
     ("delivery.timeout_s", 0, "delivery.timeout_s", "number > 0, got 0"),
     ("delivery.timeout_s", "10", "delivery.timeout_s", "must be a number, got '10'"),
@@ -270,6 +290,18 @@ def test_each_bad_value_is_named(path: str, value: object, field: str, problem: 
     assert problem in error.problem
     assert str(error) == f"config.toml: {field}: {error.problem}"
     assert "\n" not in str(error)
+
+
+def test_client_properties_are_checked_without_making_a_client() -> None:
+    # librdkafka starts native threads for every client handle; the check must make none.
+    threads_before = len(os.listdir("/proc/self/task"))
+    data = _changed("kafka.client", {"no.such.thing": "1"})
+    with pytest.raises(ConfigError):
+        parse_settings(data, "config.toml", NO_ENV)
+    settings = parse_settings(GOOD, "c.toml", NO_ENV)
+
+    assert settings.kafka.client_config == EXPECTED.kafka.client_config
+    assert len(os.listdir("/proc/self/task")) == threads_before
 
 
 def test_the_message_has_the_documented_shape() -> None:
