@@ -17,6 +17,7 @@ from dispatcher.errors import ConfigError, DispatcherError
 from dispatcher.model import Settings
 
 EXAMPLE = "examples/dispatcher.toml"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -37,17 +38,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from dispatcher.kafka.topics import create_topics, dispatcher_topics
+    from dispatcher.kafka.topics import dispatcher_topics, ensure_topics
 
     settings = _settings(args)
     topics = dispatcher_topics(settings)
     if args.source_partitions:
         topics += [(name, args.source_partitions) for name in settings.kafka.source_topics]
-    result = create_topics(
-        settings.kafka.bootstrap_servers, topics, settings.kafka.replication_factor
-    )
-    for name, state in sorted(result.items()):
-        print(f"{state:8} {name}")
+    states = ensure_topics(settings.kafka, topics, args.timeout)
+    for state in states:
+        print(state.line())
+    unusable = [s.name for s in states if s.state in ("differs", "skipped")]
+    if unusable:
+        print(
+            f"dispatcher: {len(unusable)} topics do not match the config (see above): change"
+            " the config to match them, or delete and recreate them",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -59,11 +66,13 @@ def cmd_produce(args: argparse.Namespace) -> int:
     if args.file:
         path = Path(args.file)
         with path.open(encoding="utf-8") as lines:
-            count = publish(settings.kafka, topic, events_from_lines(lines, str(path)), args.rate)
+            events = events_from_lines(lines, str(path))  # all lines checked before sending
+        count = publish(settings.kafka, topic, events, args.rate, timeout_s=args.timeout)
     else:
         types = [t.strip() for t in args.types.split(",") if t.strip()]
         records = sample_events(args.count, types, args.keys)
-        count = publish(settings.kafka, topic, records, args.rate, progress=args.count >= 50_000)
+        progress = args.count >= 50_000
+        count = publish(settings.kafka, topic, records, args.rate, progress, args.timeout)
     print(f"produced {count} events to {topic}")
     return 0
 
@@ -83,7 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deliver Kafka events as signed Standard Webhooks. See README.md.",
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--log-level", default="WARNING", help="WARNING (default), INFO, DEBUG")
+    common.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="WARNING (default), INFO, DEBUG (also librdkafka's per-connection lines), ERROR",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
@@ -115,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="also create the source topics with N partitions (if missing)",
     )
+    _timeout_arg(topics)
     topics.set_defaults(func=cmd_topics)
 
     produce = sub.add_parser(
@@ -137,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     produce.add_argument("--file", help="JSON lines: one envelope (or {key, event}) per line")
     produce.add_argument("--topic", help="topic to publish to")
+    _timeout_arg(produce)
     produce.set_defaults(func=cmd_produce)
 
     replay = sub.add_parser(
@@ -156,11 +173,28 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _timeout_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="seconds to wait for Kafka to answer before giving up (default 15)",
+    )
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from dispatcher.kafka.clients import quiet_librdkafka_lines
+
+    # Also on the handler: clients given their own logger bypass dispatcher.librdkafka's filter.
+    for handler in logging.getLogger().handlers:
+        quiet_librdkafka_lines(handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging(args.log_level.upper())
     try:
         return int(args.func(args))
     except ConfigError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from collections.abc import Callable
 
 import uvloop
 
+from dispatcher.kafka.clients import process_reporter
 from dispatcher.model import Settings
 from dispatcher.pipeline.worker import Worker, WorkerFailed
 from dispatcher.stats import WorkerStats
@@ -53,6 +55,9 @@ async def serve(settings: Settings, progress_every_s: float = 0.0) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # A fatal librdkafka error (e.g. the idempotent producer fenced) cannot be retried away.
+    kafka_errors = process_reporter(settings.kafka.bootstrap_servers)
+    kafka_errors.on_fatal(lambda _error: _call_soon(loop, stop.set))
     worker = Worker(settings)
     if settings.metrics.port is not None:
         from dispatcher.metrics import register, serve_metrics
@@ -70,9 +75,18 @@ async def serve(settings: Settings, progress_every_s: float = 0.0) -> int:
     finally:
         if reporter is not None:
             reporter.cancel()
+    if kafka_errors.fatal is not None:
+        print(f"\ndispatcher: Kafka client failed: {kafka_errors.fatal.str()}", file=sys.stderr)
+        return 1
     if progress_every_s > 0:
         print(f"\ndispatcher: stopped. {progress_line(worker.stats, 0.0)}", file=sys.stderr)
     return 0
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """From a librdkafka thread; the loop may be closed by then."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback)
 
 
 def run_worker(settings: Settings, progress_every_s: float = 0.0) -> int:

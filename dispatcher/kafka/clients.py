@@ -131,6 +131,13 @@ def _describe(error: KafkaError) -> str:
     return f"{error.str()} ({error.name()})"
 
 
+def unreachable_message(bootstrap_servers: str, waited_s: float) -> str:
+    return (
+        f"cannot reach Kafka at {bootstrap_servers} (bootstrap_servers) within {waited_s:g} s:"
+        " start the broker (make kafka-up) or fix bootstrap_servers / KAFKA_BOOTSTRAP_SERVERS"
+    )
+
+
 class LibrdkafkaNoiseFilter(logging.Filter):
     """Drops librdkafka's per-attempt connection lines unless DEBUG is on for their logger.
 
