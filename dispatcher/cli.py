@@ -30,11 +30,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)  # a bad config stops here, before any process starts
     from dispatcher import runner
 
+    if args.workers < 1:
+        raise DispatcherError(f"--workers must be at least 1, got {args.workers}")
+    if settings.metrics.port is not None and settings.metrics.port + args.workers - 1 > 65535:
+        raise DispatcherError(
+            f"--workers {args.workers} serve metrics on ports {settings.metrics.port}.."
+            f"{settings.metrics.port + args.workers - 1}: past 65535, lower [metrics] port"
+        )
     if args.workers > 1:
         one = ["run", "--config", args.config, "--workers", "1", "--log-level", args.log_level]
+        if args.progress is not None:
+            one += ["--progress", str(args.progress)]
         return runner.run_processes(one, args.workers)
     progress = args.progress if args.progress is not None else (1.0 if sys.stderr.isatty() else 0)
-    return runner.run_worker(settings, progress)
+    return runner.run_worker(settings, progress, args.worker_index)
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
@@ -106,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.description = (
         "Consume the source topics and <prefix>.deliveries, fan events out to subscribed"
-        " endpoints and deliver them. Stops cleanly on SIGTERM or Ctrl-C."
+        " endpoints and deliver them. Stops cleanly on SIGTERM, SIGHUP or Ctrl-C. With"
+        " --workers N, a worker process that dies is restarted (growing back-off), and"
+        " worker i serves metrics on [metrics] port + i."
     )
     _config_arg(run)
     run.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
@@ -117,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="print a progress line every S seconds (default: 1 on a terminal, else off)",
     )
+    # Set by `--workers N` for each child: its metrics port is [metrics] port + index.
+    run.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)
 
     topics = sub.add_parser(

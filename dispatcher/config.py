@@ -19,12 +19,12 @@ from urllib.parse import urlsplit
 from dispatcher.codec import load_schema
 from dispatcher.errors import ConfigError
 from dispatcher.kafka.clients import client_property_problem
+from dispatcher.metrics import MetricsListen
 from dispatcher.model import (
     DeliverySettings,
     Endpoint,
     EnvelopeFormat,
     KafkaSettings,
-    MetricsSettings,
     Ordering,
     Settings,
 )
@@ -42,7 +42,7 @@ _ENDPOINT_KEYS = (
     *("id", "url", "secret", "secrets", "event_types"),
     *("max_in_flight", "rate_limit_per_s", "ordering"),
 )
-_METRICS_KEYS = ("port",)
+_METRICS_KEYS = ("port", "listen")
 
 _KAFKA = KafkaSettings("", ())  # defaults, read from the model so they are written once
 _DELIVERY = DeliverySettings()
@@ -112,7 +112,7 @@ def parse_settings(
         kafka=_kafka(kafka, os.environ if environ is None else environ),
         delivery=_delivery(root.table("delivery", _DELIVERY_KEYS)),
         endpoints=_endpoints(root),
-        metrics=MetricsSettings(port=metrics.integer_or_none("port", 1, 65535)),
+        metrics=_metrics(metrics),
         source_file=source,
     )
 
@@ -183,6 +183,21 @@ def _client_config(client: _Table) -> tuple[tuple[str, str], ...]:
             raise client.error(key, problem)
         client_config.append((key, value))
     return tuple(client_config)
+
+
+def _metrics(table: _Table) -> MetricsListen:
+    if table.has("port") and table.has("listen"):
+        raise table.error("listen", "give either 'listen' or 'port', not both")
+    if not table.has("listen"):
+        return MetricsListen(port=table.integer_or_none("port", 1, 65535))
+    listen = table.string("listen", None)
+    host, _, port = listen.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # "[::1]:9108"
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise table.error(
+            "listen", f"must be 'host:port' like '127.0.0.1:9108', got {_show(listen)}"
+        )
+    return MetricsListen(port=int(port), host=host)
 
 
 def _delivery(table: _Table) -> DeliverySettings:

@@ -11,12 +11,12 @@ import pytest
 
 from dispatcher.config import load_settings, parse_settings
 from dispatcher.errors import ConfigError
+from dispatcher.metrics import MetricsListen
 from dispatcher.model import (
     DeliverySettings,
     Endpoint,
     EnvelopeFormat,
     KafkaSettings,
-    MetricsSettings,
     Ordering,
     Settings,
 )
@@ -113,7 +113,7 @@ EXPECTED = Settings(
             event_types=("*",),
         ),
     ),
-    metrics=MetricsSettings(port=9108),
+    metrics=MetricsListen(port=9108),
     source_file="c.toml",
 )
 
@@ -150,7 +150,7 @@ def test_minimal_config_takes_the_defaults() -> None:
 
     assert settings.kafka == KafkaSettings("k:9092", ("t",))
     assert settings.delivery == DeliverySettings()
-    assert settings.metrics == MetricsSettings(port=None)
+    assert settings.metrics == MetricsListen(port=None)
     assert settings.endpoints[0] == Endpoint("e", "http://h", (decode_secret(SECRET),), ("a",))
 
 
@@ -242,6 +242,11 @@ BAD_CASES: list[tuple[str, object, str, str]] = [
     ("delivery.max_buffered", -5, "delivery.max_buffered", ">= 1"),
     ("delivery.shutdown_grace_s", -0.5, "delivery.shutdown_grace_s", ">= 0"),
     ("metrics.port", 0, "metrics.port", "in 1..65535, got 0"),
+    ("metrics", {"listen": "9108"}, "metrics.listen", "must be 'host:port' like"),
+    ("metrics", {"listen": "localhost:99999"}, "metrics.listen", "got 'localhost:99999'"),
+    ("metrics", {"listen": ":9108"}, "metrics.listen", "must be 'host:port'"),
+    ("metrics", {"listen": 9108}, "metrics.listen", "must be a non-empty string"),
+    ("metrics", {"listen": "a:1", "port": 2}, "metrics.listen", "either 'listen' or 'port'"),
     ("metrics.port", "9108", "metrics.port", "must be an integer"),
     ("metrics.prot", 1, "metrics.prot", "did you mean 'port'?"),
     ("metric", {}, "metric", "unknown key (did you mean 'metrics'?)"),
@@ -290,6 +295,20 @@ def test_each_bad_value_is_named(path: str, value: object, field: str, problem: 
     assert problem in error.problem
     assert str(error) == f"config.toml: {field}: {error.problem}"
     assert "\n" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("listen", "host", "port"),
+    [
+        ("0.0.0.0:9108", "0.0.0.0", 9108),
+        ("[::1]:80", "::1", 80),
+        ("metrics.lan:1", "metrics.lan", 1),
+    ],
+)
+def test_metrics_listen_gives_host_and_port(listen: str, host: str, port: int) -> None:
+    settings = parse_settings(_changed("metrics", {"listen": listen}), "c.toml", NO_ENV)
+
+    assert settings.metrics == MetricsListen(port=port, host=host)
 
 
 def test_client_properties_are_checked_without_making_a_client() -> None:
