@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -21,9 +22,30 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from dispatcher.config import load_settings
+    from dispatcher.config import BOOTSTRAP_ENV, load_settings
 
+    try:
+        return load_settings(args.config)
+    except ConfigError as exc:
+        local = _local_broker() if exc.field == "kafka.bootstrap_servers" else None
+        if local is None or os.environ.get(BOOTSTRAP_ENV):
+            raise
+    bootstrap, source = local
+    print(f"dispatcher: no bootstrap_servers set; using {bootstrap} from {source}", file=sys.stderr)
+    os.environ[BOOTSTRAP_ENV] = bootstrap  # also for the worker processes of --workers N
     return load_settings(args.config)
+
+
+def _local_broker() -> tuple[str, str] | None:
+    """The address `make kafka-up` wrote, and where it was read from, if there is one."""
+    from dispatcher.local_kafka import DEFAULT_STATE_DIR
+
+    path = DEFAULT_STATE_DIR / "bootstrap"
+    try:
+        bootstrap = path.read_text().strip()
+    except OSError:
+        return None
+    return (bootstrap, str(path)) if bootstrap else None
 
 
 def cmd_run(args: argparse.Namespace) -> int:

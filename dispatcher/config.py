@@ -142,7 +142,10 @@ def _bootstrap_servers(table: _Table, environ: Mapping[str, str]) -> str:
     if from_env:
         return from_env
     if from_file is None:
-        raise table.error("bootstrap_servers", f"missing (set it here or in {BOOTSTRAP_ENV})")
+        raise table.error(
+            "bootstrap_servers",
+            f"missing: set it here or in {BOOTSTRAP_ENV}, or start a local broker (make kafka-up)",
+        )
     return from_file
 
 

@@ -391,6 +391,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     existing = running_broker(state_dir)
     if existing:
         print(f"local-kafka: already running at {existing.bootstrap} (pid {existing.pid})")
+        _print_export(existing)
         return 0
     stale = read_state(state_dir)
     if stale:
@@ -401,7 +402,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     _write_state(info, state_dir)
     took = time.monotonic() - started
     print(f"local-kafka: broker ready at {info.bootstrap} in {took:.1f} s (pid {info.pid})")
+    _print_export(info)
     return 0
+
+
+def _print_export(info: BrokerInfo) -> None:
+    # The dispatcher finds .kafka/bootstrap by itself; other tools need the variable.
+    print("local-kafka: for other shells and tools:")
+    print(f"export KAFKA_BOOTSTRAP_SERVERS={info.bootstrap}")
 
 
 def cmd_down(args: argparse.Namespace) -> int:

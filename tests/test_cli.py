@@ -16,8 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
+from dispatcher.errors import ConfigError
 from dispatcher.receiver import RecordingReceiver
 from tests.pipeline_harness import new_secret
 
@@ -286,3 +290,82 @@ def records_in(bootstrap: str, topic: str) -> int:
         return int(high - low)
     finally:
         consumer.close()
+
+
+def config_without_bootstrap(tmp_path: Path, name: Callable[[str], str]) -> Path:
+    config = tmp_path / "c.toml"
+    text = config_text("unused", name, "http://127.0.0.1:1")
+    config.write_text(text.replace('bootstrap_servers = "unused"\n', ""))
+    return config
+
+
+def test_with_no_bootstrap_anywhere_the_cli_falls_back_to_the_local_broker(
+    kafka_bootstrap: str,
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from dispatcher import cli, local_kafka
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "bootstrap").write_text(kafka_bootstrap + "\n")  # what `make kafka-up` writes
+    monkeypatch.setattr(local_kafka, "DEFAULT_STATE_DIR", state)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "restored-after-the-test")
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS")
+    config = config_without_bootstrap(tmp_path, unique_name)
+
+    code = cli.main(["topics", "--config", str(config), "--timeout", "10"])
+
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.err.splitlines() == [
+        f"dispatcher: no bootstrap_servers set; using {kafka_bootstrap} from {state}/bootstrap"
+    ]
+    assert f"created  {unique_name('wh')}.deliveries" in captured.out
+
+
+def test_with_no_bootstrap_and_no_local_broker_the_error_says_what_to_do(
+    unique_name: Callable[[str], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dispatcher import cli, local_kafka
+
+    monkeypatch.setattr(local_kafka, "DEFAULT_STATE_DIR", tmp_path / "none")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "restored-after-the-test")
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS")
+    config = config_without_bootstrap(tmp_path, unique_name)
+
+    with pytest.raises(ConfigError, match=r"bootstrap_servers: missing: .*\(make kafka-up\)"):
+        cli._settings(cli.build_parser().parse_args(["topics", "--config", str(config)]))
+
+
+def test_topics_reports_differences_and_holds_back_retry_tiers(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(config_text(kafka_bootstrap, unique_name, "http://127.0.0.1:1"))
+    prefix = unique_name("wh")
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    made = [
+        NewTopic(f"{prefix}.deliveries", num_partitions=2),  # the config asks for 4
+        NewTopic(f"{prefix}.dlq", num_partitions=4, config={"cleanup.policy": "compact"}),
+    ]
+    for future in admin.create_topics(made).values():
+        future.result(timeout=30)
+
+    done = dispatcher("topics", "--config", str(config))
+
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert f"differs  {prefix}.deliveries: 2 partitions, the config asks for 4" in lines
+    assert f"differs  {prefix}.dlq: cleanup.policy=compact, the dispatcher needs delete" in lines
+    assert f"created  {prefix}.outcomes" in lines
+    skipped = [line for line in lines if line.startswith(f"skipped  {prefix}.retry.")]
+    assert len(skipped) == 5  # the default five retry delays
+    existing = admin.list_topics(timeout=30).topics
+    assert not [name for name in existing if name.startswith(f"{prefix}.retry.")]
+    assert done.stderr.strip().splitlines() == [
+        "dispatcher: 7 topics do not match the config (see above): change the config to"
+        " match them, or delete and recreate them"
+    ]

@@ -128,3 +128,20 @@ def test_restarting_a_running_broker_is_refused() -> None:
             local_kafka.restart_broker(info)
     finally:
         local_kafka.stop_broker(info)
+
+
+def test_up_prints_the_export_line_and_down_stops_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    state = str(tmp_path / "state")
+    try:
+        assert local_kafka.main(["--state-dir", state, "up"]) == 0
+        out = capsys.readouterr().out.splitlines()
+        bootstrap = (tmp_path / "state" / "bootstrap").read_text().strip()
+        assert out[-1] == f"export KAFKA_BOOTSTRAP_SERVERS={bootstrap}"
+        assert local_kafka.main(["--state-dir", state, "up"]) == 0  # already running
+        assert capsys.readouterr().out.splitlines()[-1] == out[-1]
+    finally:
+        local_kafka.main(["--state-dir", state, "down"])
+    assert local_kafka.read_state(tmp_path / "state") is None
