@@ -130,6 +130,15 @@ def test_only_librdkafka_errors_are_shown() -> None:
     assert is_quiet_client_log("%6|1.2|FAIL|rdkafka#producer-1| disconnected")
     assert not is_quiet_client_log("%3|1.2|FAIL|rdkafka#producer-1| Connect failed")
     assert not is_quiet_client_log("produced 10000 (9990 acknowledged)")
+    # The same lines routed through Python logging (dispatcher.librdkafka).
+    stamp = "2026-11-24 18:00:00,000"
+    getpid = "GETPID [rdkafka#producer-1] [thrd:main]: Coordinator load in progress: retrying"
+    assert is_quiet_client_log(f"{stamp} WARNING dispatcher.librdkafka: {getpid}")
+    assert is_quiet_client_log(f"{stamp} WARNING dispatcher.kafka.poller: {getpid}")
+    failed = "FAIL [rdkafka#consumer-2] [thrd:b]: Connect failed"
+    assert not is_quiet_client_log(f"{stamp} ERROR dispatcher.librdkafka: {failed}")
+    reporter = "cannot reach Kafka at b:9 (bootstrap_servers): ... next report in 10 s"
+    assert not is_quiet_client_log(f"{stamp} WARNING dispatcher.kafka: {reporter}")
 
 
 # -- the demo as a process -------------------------------------------------------------------------
