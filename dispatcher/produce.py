@@ -19,6 +19,8 @@ from dispatcher.errors import DispatcherError, KafkaUnavailableError
 from dispatcher.kafka.clients import producer_config, unreachable_message
 from dispatcher.model import EnvelopeFormat, KafkaSettings
 
+SHOWN_LINE_CHARS = 80  # of a bad --file line, in its error
+
 
 @dataclass(frozen=True)
 class SourceRecord:
@@ -51,22 +53,32 @@ def events_from_lines(lines: Iterable[str], source: str) -> list[SourceRecord]:
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        where = f"{source}:{number}"
         try:
-            item = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise DispatcherError(f"{where}: not JSON ({exc}); nothing was sent") from exc
-        records.append(_record_from(item, where))
+            records.append(_record_from(_json(line)))
+        except ValueError as exc:
+            shown = line.strip()
+            shown = shown if len(shown) <= SHOWN_LINE_CHARS else shown[:SHOWN_LINE_CHARS] + "..."
+            raise DispatcherError(
+                f"{source}:{number}: {exc} in {shown!r}; nothing was sent (fix it and send"
+                " the file again)"
+            ) from exc
     return records
 
 
-def _record_from(item: Any, where: str) -> SourceRecord:
+def _json(line: str) -> Any:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc})") from exc
+
+
+def _record_from(item: Any) -> SourceRecord:
     if not isinstance(item, dict):
-        raise DispatcherError(f"{where}: expected a JSON object; nothing was sent")
+        raise ValueError("expected a JSON object")
     key = item.get("key") if "event" in item else None
     event = item.get("event", item)
     if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-        raise DispatcherError(f"{where}: an event needs a string 'type'; nothing was sent")
+        raise ValueError("an event needs a string 'type'")
     return SourceRecord(
         key=str(key).encode() if key is not None else None,
         id=str(event.get("id") or f"evt_{uuid.uuid4().hex}"),

@@ -278,7 +278,8 @@ def test_a_bad_line_refuses_the_whole_file(
 
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        f"dispatcher: error: {events}:3: an event needs a string 'type'; nothing was sent"
+        f"dispatcher: error: {events}:3: an event needs a string 'type' in '{{\"type\": 7}}';"
+        " nothing was sent (fix it and send the file again)"
     ]
     assert records_in(kafka_bootstrap, topic) == 0
 
