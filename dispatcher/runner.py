@@ -131,7 +131,8 @@ async def _supervise_all(argv_for_one: list[str], workers: int) -> int:
     codes = await asyncio.gather(
         *(_supervise(command, index, stop, running) for index in range(workers))
     )
-    return max(codes, key=abs)
+    worst = max(codes, key=abs)
+    return 128 - worst if worst < 0 else worst  # killed by signal N: exit 128 + N, as shells do
 
 
 async def _supervise(

@@ -317,7 +317,9 @@ def test_with_no_bootstrap_anywhere_the_cli_falls_back_to_the_local_broker(
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS")
     config = config_without_bootstrap(tmp_path, unique_name)
 
-    code = cli.main(["topics", "--config", str(config), "--timeout", "10"])
+    # The command itself, not main(): main() would set up logging for the whole test session.
+    args = cli.build_parser().parse_args(["topics", "--config", str(config), "--timeout", "10"])
+    code = args.func(args)
 
     captured = capsys.readouterr()
     assert code == 0, captured.err
