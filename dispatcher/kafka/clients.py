@@ -23,6 +23,7 @@ LIBRDKAFKA_LOG = logging.getLogger("dispatcher.librdkafka")
 
 FIRST_REPORT_INTERVAL_S = 10.0
 MAX_REPORT_INTERVAL_S = 300.0
+_MAX_REMEMBERED_ERRORS = 1000
 
 # Error codes that mean "no broker answers": summarised by the reporter, one line per interval.
 UNREACHABLE_CODES = frozenset(
@@ -45,7 +46,7 @@ class KafkaErrorReporter:
     worker can stop. "Cannot reach the brokers" errors, which librdkafka raises for every
     connection attempt of every client, become one line saying what and what to do, again
     after 10 s, 20 s, 40 s ... (at most every 5 min); an outage after a quiet spell starts
-    over at 10 s. Other errors are logged, each distinct message at most once per interval.
+    over at 10 s. Other errors are logged, each distinct message at most once per 10 s.
     Called from librdkafka's polling threads, hence the lock.
     """
 
@@ -123,6 +124,8 @@ class KafkaErrorReporter:
             last = self._others_reported_at.get(message)
             if last is not None and now - last < self._first_interval_s:
                 return
+            if len(self._others_reported_at) >= _MAX_REMEMBERED_ERRORS:
+                self._others_reported_at.clear()  # bounded; at worst a line shows again
             self._others_reported_at[message] = now
         log.warning("Kafka: %s", message)
 
