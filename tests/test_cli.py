@@ -351,16 +351,18 @@ def test_topics_reports_differences_and_holds_back_retry_tiers(
     prefix = unique_name("wh")
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     made = [
+        NewTopic(unique_name("events"), num_partitions=1),  # a source topic: not judged
         NewTopic(f"{prefix}.deliveries", num_partitions=2),  # the config asks for 4
         NewTopic(f"{prefix}.dlq", num_partitions=4, config={"cleanup.policy": "compact"}),
     ]
     for future in admin.create_topics(made).values():
         future.result(timeout=30)
 
-    done = dispatcher("topics", "--config", str(config))
+    done = dispatcher("topics", "--config", str(config), "--source-partitions", "4")
 
     assert done.returncode == 1
     lines = done.stdout.splitlines()
+    assert f"exists   {unique_name('events')}" in lines
     assert f"differs  {prefix}.deliveries: 2 partitions, the config asks for 4" in lines
     assert f"differs  {prefix}.dlq: cleanup.policy=compact, the dispatcher needs delete" in lines
     assert f"created  {prefix}.outcomes" in lines

@@ -8,6 +8,7 @@ so while the deliveries topic differs from the config no tier is created.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
@@ -52,9 +53,11 @@ def ensure_topics(
     topics: list[tuple[str, int]],
     timeout_s: float = DEFAULT_TIMEOUT_S,
     reporter: KafkaErrorReporter | None = None,
+    not_compared: Collection[str] = (),
 ) -> list[TopicState]:
-    """Create what is missing; compare what exists. Raises KafkaUnavailableError when no
-    broker answers within `timeout_s`."""
+    """Create what is missing; compare what exists, except `not_compared` (topics of others,
+    such as the source topics). Raises KafkaUnavailableError when no broker answers within
+    `timeout_s`."""
     admin = AdminClient(admin_config(kafka, reporter))
     try:
         metadata = admin.list_topics(timeout=timeout_s)
@@ -63,10 +66,13 @@ def ensure_topics(
             unreachable_message(kafka.bootstrap_servers, timeout_s)
         ) from exc
     existing = {name: len(topic.partitions) for name, topic in metadata.topics.items()}
-    policies = _cleanup_policies(admin, [n for n, _ in topics if n in existing], timeout_s)
+    compared = [name for name, _ in topics if name in existing and name not in not_compared]
+    policies = _cleanup_policies(admin, compared, timeout_s)
     states: list[TopicState] = []
     for name, partitions in topics:
-        if name in existing:
+        if name in not_compared and name in existing:
+            states.append(TopicState(name, "exists"))
+        elif name in existing:
             states.append(_compared(name, existing[name], partitions, policies.get(name)))
     deliveries = next((s for s in states if s.name == kafka.deliveries_topic), None)
     missing = [(name, n) for name, n in topics if name not in existing]
