@@ -216,3 +216,29 @@ async def test_a_stop_during_the_back_off_ends_supervision(
     stop_event.set()  # now in its 600 s back-off
 
     assert await asyncio.wait_for(supervising, 30) == 3
+
+
+async def test_a_fatal_kafka_error_stops_the_worker_with_exit_1(
+    kafka_bootstrap: str,
+    unique_name: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from confluent_kafka import KafkaError
+
+    from dispatcher.kafka import clients
+    from tests.pipeline_harness import build_settings, create_all_topics, endpoint
+
+    monkeypatch.setattr(clients, "_REPORTERS", {})  # this test's fatal error stays its own
+    settings = build_settings(kafka_bootstrap, unique_name, [endpoint("f", "http://x", ["*"])])
+    create_all_topics(settings)
+    serving = asyncio.create_task(runner.serve(settings))
+    reporter = clients.process_reporter(kafka_bootstrap)  # the one the worker's clients use
+    fenced = KafkaError(KafkaError._FENCED, "producer fenced by a newer instance", fatal=True)
+    # As librdkafka calls it: from one of its threads.
+    await asyncio.to_thread(reporter, fenced)
+
+    assert await asyncio.wait_for(serving, 60) == 1
+    assert "dispatcher: Kafka client failed: producer fenced by a newer instance" in (
+        capsys.readouterr().err
+    )
