@@ -206,6 +206,7 @@ async def test_a_stop_during_the_back_off_ends_supervision(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(runner, "FIRST_RESTART_DELAY_S", 600.0)
+    monkeypatch.setattr(runner, "MAX_RESTART_DELAY_S", 600.0)
     command = script(tmp_path, "raise SystemExit(3)\n")
     stop_event = asyncio.Event()
     running: dict[int, asyncio.subprocess.Process] = {}
