@@ -109,6 +109,8 @@ def _cleanup_policies(admin: AdminClient, names: list[str], timeout_s: float) ->
                 policies[resource.name] = str(entry.value)
     except KafkaException as exc:
         raise KafkaUnavailableError(f"reading topic configs failed: {_text(exc)}") from exc
+    except TimeoutError as exc:
+        raise KafkaUnavailableError(f"reading topic configs took over {timeout_s:g} s") from exc
     return policies
 
 
@@ -130,6 +132,9 @@ def _create(
                 states.append(TopicState(name, "exists"))  # made meanwhile by someone else
                 continue
             raise KafkaUnavailableError(f"creating topic {name} failed: {_text(exc)}") from exc
+        except TimeoutError as exc:
+            message = f"creating topic {name} took over {timeout_s:g} s"
+            raise KafkaUnavailableError(message) from exc
     return states
 
 
