@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="WARNING",
         type=str.upper,
         choices=LOG_LEVELS,
-        help="WARNING (default), INFO, DEBUG (also librdkafka's per-connection lines), ERROR",
+        help="WARNING (default; librdkafka's errors only), INFO (also its warnings), DEBUG"
+        " (also its per-connection lines), ERROR",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

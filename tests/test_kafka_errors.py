@@ -111,17 +111,23 @@ def librdkafka_record(facility: str, message: str, level: int) -> logging.LogRec
     )
 
 
-def test_connection_lines_are_dropped_unless_debug_is_on() -> None:
+def test_librdkafka_lines_show_by_level_and_connection_lines_only_at_debug() -> None:
     noise = LibrdkafkaNoiseFilter()
     refused = librdkafka_record("FAIL", "Connect to ipv4#127.0.0.1:9 failed", logging.ERROR)
-    other = librdkafka_record("SASL", "SASL authentication failed", logging.ERROR)
+    sasl = librdkafka_record("SASL", "SASL authentication failed", logging.ERROR)
+    retrying = librdkafka_record("GETPID", "Coordinator load in progress: retrying", 30)
     ours = LIBRDKAFKA_LOG.makeRecord("x", logging.ERROR, "", 0, "FAIL %s", ("y",), None)
     level = LIBRDKAFKA_LOG.level
     try:
-        LIBRDKAFKA_LOG.setLevel(logging.WARNING)
-        assert not noise.filter(refused)
-        assert noise.filter(other)
-        assert noise.filter(ours)
+        LIBRDKAFKA_LOG.setLevel(logging.WARNING)  # the CLI's default
+        assert [noise.filter(r) for r in (refused, sasl, retrying, ours)] == [
+            False,
+            True,
+            False,
+            True,
+        ]
+        LIBRDKAFKA_LOG.setLevel(logging.INFO)
+        assert [noise.filter(r) for r in (refused, sasl, retrying)] == [False, True, True]
         LIBRDKAFKA_LOG.setLevel(logging.DEBUG)
         assert noise.filter(refused)
     finally:

@@ -142,19 +142,25 @@ def unreachable_message(bootstrap_servers: str, waited_s: float) -> str:
 
 
 class LibrdkafkaNoiseFilter(logging.Filter):
-    """Drops librdkafka's per-attempt connection lines unless DEBUG is on for their logger.
+    """Keeps librdkafka's lines to those that matter at the level the user chose.
 
-    The reporter says the same once per interval. Works on a logger or a handler: records
-    are recognised by confluent-kafka's log format, whichever logger they came through.
+    At DEBUG everything shows. Otherwise per-attempt connection lines are dropped (the
+    reporter says the same once per interval), and at WARNING librdkafka's own warnings too:
+    they are retries that heal by themselves ("Coordinator load in progress: retrying");
+    `--log-level INFO` shows them. Errors show. Works on a logger or a handler: records are
+    recognised by confluent-kafka's log format, whichever logger they came through.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg != _LIBRDKAFKA_FORMAT or not isinstance(record.args, tuple):
             return True
-        if len(record.args) != 3 or logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+        logger = logging.getLogger(record.name)
+        if len(record.args) != 3 or logger.isEnabledFor(logging.DEBUG):
             return True
         facility, _client, message = record.args
         if facility in _CONNECTIVITY_FACILITIES:
+            return False
+        if record.levelno < logging.ERROR and not logger.isEnabledFor(logging.INFO):
             return False
         # The shared passthrough settings reach every client kind; that is expected.
         return not (facility == "CONFWARN" and "will be ignored by this" in str(message))
