@@ -1,9 +1,13 @@
 """`dispatcher`: run workers, create topics, publish events.
 
 dispatcher run --config FILE [--workers N] [--progress S]
-dispatcher topics --config FILE [--source-partitions N]
-dispatcher produce --config FILE [--count N --types a,b --rate R --keys K | --file F]
+dispatcher topics --config FILE [--source-partitions N] [--timeout S]
+dispatcher produce --config FILE [--count N --types a,b --rate R --keys K | --file F] [--timeout S]
 dispatcher replay --config FILE ...   (not built yet)
+
+Exit codes: 0 done, 1 failed (Kafka unreachable, topics that differ, ...), 2 bad config.
+With no bootstrap_servers in the file nor KAFKA_BOOTSTRAP_SERVERS, the local broker of
+`make kafka-up` (.kafka/bootstrap) is used, and said so.
 """
 
 from __future__ import annotations

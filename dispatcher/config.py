@@ -2,7 +2,8 @@
 
 Every bad value stops start-up with one `ConfigError` naming file, field and problem
 (`config.toml: endpoints[2].url: must be an http or https URL with a host, got 'ftp://x'`).
-`KAFKA_BOOTSTRAP_SERVERS` in the environment overrides `kafka.bootstrap_servers`.
+`KAFKA_BOOTSTRAP_SERVERS` in the environment overrides `kafka.bootstrap_servers`. The
+librdkafka properties of `[kafka] client` are checked by librdkafka itself (no client is made).
 """
 
 from __future__ import annotations
