@@ -75,6 +75,8 @@ async def test_a_broker_outage_mid_run_loses_nothing_and_the_worker_carries_on(
     counts = Counter(r.webhook_id for r in receiver.records)
     assert set(counts) == {e.id for e in sent}  # lost 0
     assert delivered_at_stop < EVENTS  # the outage did land mid-run
-    # The outage is reported, boundedly: librdkafka alone printed a line per connection attempt.
-    assert any("cannot reach Kafka at" in line for line in lines)
-    assert len(lines) <= 20
+    # The outage is reported in a line per growing interval (at 0 s and 10 s of a 15 s
+    # outage), not by librdkafka's line per connection attempt.
+    reports = [line for line in lines if f"cannot reach Kafka at {bootstrap}" in line]
+    assert 1 <= len(reports) <= 3, reports
+    assert not [line for line in lines if "FAIL [rdkafka#" in line or line.startswith("%3|")]
