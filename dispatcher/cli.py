@@ -1,15 +1,20 @@
 """`dispatcher`: run workers, create topics, publish events.
 
 dispatcher run --config FILE [--workers N] [--progress S]
-dispatcher topics --config FILE [--source-partitions N]
-dispatcher produce --config FILE [--count N --types a,b --rate R --keys K | --file F]
+dispatcher topics --config FILE [--source-partitions N] [--timeout S]
+dispatcher produce --config FILE [--count N --types a,b --rate R --keys K | --file F] [--timeout S]
 dispatcher replay --config FILE ...   (not built yet)
+
+Exit codes: 0 done, 1 failed (Kafka unreachable, topics that differ, ...), 2 bad config.
+With no bootstrap_servers in the file nor KAFKA_BOOTSTRAP_SERVERS, the local broker of
+`make kafka-up` (.kafka/bootstrap) is used, and said so.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -17,37 +22,76 @@ from dispatcher.errors import ConfigError, DispatcherError
 from dispatcher.model import Settings
 
 EXAMPLE = "examples/dispatcher.toml"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from dispatcher.config import load_settings
+    from dispatcher.config import BOOTSTRAP_ENV, load_settings
 
+    try:
+        return load_settings(args.config)
+    except ConfigError as exc:
+        local = _local_broker() if exc.field == "kafka.bootstrap_servers" else None
+        if local is None or os.environ.get(BOOTSTRAP_ENV):
+            raise
+    bootstrap, source = local
+    print(f"dispatcher: no bootstrap_servers set; using {bootstrap} from {source}", file=sys.stderr)
+    os.environ[BOOTSTRAP_ENV] = bootstrap  # also for the worker processes of --workers N
     return load_settings(args.config)
+
+
+def _local_broker() -> tuple[str, str] | None:
+    """The address `make kafka-up` wrote, and where it was read from, if there is one."""
+    from dispatcher.local_kafka import DEFAULT_STATE_DIR
+
+    path = DEFAULT_STATE_DIR / "bootstrap"
+    try:
+        bootstrap = path.read_text().strip()
+    except OSError:
+        return None
+    return (bootstrap, str(path)) if bootstrap else None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)  # a bad config stops here, before any process starts
     from dispatcher import runner
 
+    if args.workers < 1:
+        raise DispatcherError(f"--workers must be at least 1, got {args.workers}")
+    if settings.metrics.port is not None and settings.metrics.port + args.workers - 1 > 65535:
+        raise DispatcherError(
+            f"--workers {args.workers} serve metrics on ports {settings.metrics.port}.."
+            f"{settings.metrics.port + args.workers - 1}: past 65535, lower [metrics] port"
+        )
     if args.workers > 1:
         one = ["run", "--config", args.config, "--workers", "1", "--log-level", args.log_level]
+        if args.progress is not None:
+            one += ["--progress", str(args.progress)]
         return runner.run_processes(one, args.workers)
     progress = args.progress if args.progress is not None else (1.0 if sys.stderr.isatty() else 0)
-    return runner.run_worker(settings, progress)
+    return runner.run_worker(settings, progress, args.worker_index)
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from dispatcher.kafka.topics import create_topics, dispatcher_topics
+    from dispatcher.kafka.topics import dispatcher_topics, ensure_topics
 
     settings = _settings(args)
     topics = dispatcher_topics(settings)
     if args.source_partitions:
         topics += [(name, args.source_partitions) for name in settings.kafka.source_topics]
-    result = create_topics(
-        settings.kafka.bootstrap_servers, topics, settings.kafka.replication_factor
-    )
-    for name, state in sorted(result.items()):
-        print(f"{state:8} {name}")
+    # Source topics belong to the producers: created when asked and missing, never judged.
+    sources = settings.kafka.source_topics
+    states = ensure_topics(settings.kafka, topics, args.timeout, not_compared=sources)
+    for state in states:
+        print(state.line())
+    unusable = [s.name for s in states if s.state in ("differs", "skipped")]
+    if unusable:
+        print(
+            f"dispatcher: {len(unusable)} topics do not match the config (see above): change"
+            " the config to match them, or delete and recreate them",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -59,11 +103,13 @@ def cmd_produce(args: argparse.Namespace) -> int:
     if args.file:
         path = Path(args.file)
         with path.open(encoding="utf-8") as lines:
-            count = publish(settings.kafka, topic, events_from_lines(lines, str(path)), args.rate)
+            events = events_from_lines(lines, str(path))  # all lines checked before sending
+        count = publish(settings.kafka, topic, events, args.rate, timeout_s=args.timeout)
     else:
         types = [t.strip() for t in args.types.split(",") if t.strip()]
         records = sample_events(args.count, types, args.keys)
-        count = publish(settings.kafka, topic, records, args.rate, progress=args.count >= 50_000)
+        progress = args.count >= 50_000
+        count = publish(settings.kafka, topic, records, args.rate, progress, args.timeout)
     print(f"produced {count} events to {topic}")
     return 0
 
@@ -83,7 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deliver Kafka events as signed Standard Webhooks. See README.md.",
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--log-level", default="WARNING", help="WARNING (default), INFO, DEBUG")
+    common.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="WARNING (default; librdkafka's errors only), INFO (also its warnings), DEBUG"
+        " (also its per-connection lines), ERROR",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
@@ -91,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.description = (
         "Consume the source topics and <prefix>.deliveries, fan events out to subscribed"
-        " endpoints and deliver them. Stops cleanly on SIGTERM or Ctrl-C."
+        " endpoints and deliver them. Stops cleanly on SIGTERM, SIGHUP or Ctrl-C. With"
+        " --workers N, a worker process that dies is restarted (growing back-off), and"
+        " worker i serves metrics on [metrics] port + i."
     )
     _config_arg(run)
     run.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
@@ -102,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="print a progress line every S seconds (default: 1 on a terminal, else off)",
     )
+    # Set by `--workers N` for each child: its metrics port is [metrics] port + index.
+    run.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)
 
     topics = sub.add_parser(
@@ -115,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="also create the source topics with N partitions (if missing)",
     )
+    _timeout_arg(topics)
     topics.set_defaults(func=cmd_topics)
 
     produce = sub.add_parser(
@@ -137,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     produce.add_argument("--file", help="JSON lines: one envelope (or {key, event}) per line")
     produce.add_argument("--topic", help="topic to publish to")
+    _timeout_arg(produce)
     produce.set_defaults(func=cmd_produce)
 
     replay = sub.add_parser(
@@ -156,11 +215,28 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _timeout_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="seconds to wait for Kafka to answer before giving up (default 15)",
+    )
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from dispatcher.kafka.clients import quiet_librdkafka_lines
+
+    # Also on the handler: clients given their own logger bypass dispatcher.librdkafka's filter.
+    for handler in logging.getLogger().handlers:
+        quiet_librdkafka_lines(handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging(args.log_level.upper())
     try:
         return int(args.func(args))
     except ConfigError as exc:

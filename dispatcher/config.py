@@ -2,7 +2,8 @@
 
 Every bad value stops start-up with one `ConfigError` naming file, field and problem
 (`config.toml: endpoints[2].url: must be an http or https URL with a host, got 'ftp://x'`).
-`KAFKA_BOOTSTRAP_SERVERS` in the environment overrides `kafka.bootstrap_servers`.
+`KAFKA_BOOTSTRAP_SERVERS` in the environment overrides `kafka.bootstrap_servers`. The
+librdkafka properties of `[kafka] client` are checked by librdkafka itself (no client is made).
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ from dispatcher.egress import (
     refuse_target,
 )
 from dispatcher.errors import ConfigError
+from dispatcher.kafka.clients import client_property_problem
+from dispatcher.metrics import MetricsListen
 from dispatcher.model import (
     DeliverySettings,
     Endpoint,
     EnvelopeFormat,
     KafkaSettings,
-    MetricsSettings,
     Ordering,
     SecuritySettings,
     Settings,
@@ -54,7 +56,7 @@ _ENDPOINT_KEYS = (
     *("max_in_flight", "rate_limit_per_s", "ordering"),
     *("ca_file", "client_cert_file", "client_key_file", "permanent_statuses"),
 )
-_METRICS_KEYS = ("port",)
+_METRICS_KEYS = ("port", "listen")
 _SECURITY_KEYS = SecuritySettings.__slots__
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _TLS_KEYS = ("ca_file", "client_cert_file", "client_key_file")
@@ -69,8 +71,17 @@ _DELIVERY = DeliverySettings()
 _ENDPOINT = Endpoint("", "", (), ())
 
 # Settings the guarantees depend on, or that have their own field: never passed through.
+# Offsets are committed by the watermark (auto commit of stored offsets only), and the
+# co-partitioning of retry tiers relies on the assignor and group protocol the dispatcher sets.
 _RESERVED_CLIENT_KEYS = frozenset(
-    {"bootstrap.servers", "group.id", "enable.auto.offset.store", "enable.idempotence", "acks"}
+    {
+        *("bootstrap.servers", "group.id", "enable.auto.offset.store", "enable.idempotence"),
+        *("acks", "enable.auto.commit", "partition.assignment.strategy", "group.protocol"),
+    }
+)
+# confluent-kafka takes these as Python callables, never as strings from a file.
+_CALLBACK_CLIENT_KEYS = frozenset(
+    {"error_cb", "logger", "stats_cb", "throttle_cb", "oauth_cb", "on_delivery", "on_commit"}
 )
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 _ENDPOINT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -133,7 +144,7 @@ def parse_settings(
         kafka=kafka_settings,
         delivery=_delivery(root.table("delivery", _DELIVERY_KEYS)),
         endpoints=_endpoints(root, egress),
-        metrics=MetricsSettings(port=metrics.integer_or_none("port", 1, 65535)),
+        metrics=_metrics(metrics),
         source_file=source,
         security=security,
     )
@@ -164,7 +175,10 @@ def _bootstrap_servers(table: _Table, environ: Mapping[str, str]) -> str:
     if from_env:
         return from_env
     if from_file is None:
-        raise table.error("bootstrap_servers", f"missing (set it here or in {BOOTSTRAP_ENV})")
+        raise table.error(
+            "bootstrap_servers",
+            f"missing: set it here or in {BOOTSTRAP_ENV}, or start a local broker (make kafka-up)",
+        )
     return from_file
 
 
@@ -197,8 +211,29 @@ def _client_config(client: _Table) -> tuple[tuple[str, str], ...]:
     for key in client:
         if key in _RESERVED_CLIENT_KEYS:
             raise client.error(key, "is set by the dispatcher and cannot be overridden here")
-        client_config.append((key, client.client_value(key)))
+        if key in _CALLBACK_CLIENT_KEYS:
+            raise client.error(key, "is a callback the dispatcher sets; not a config file value")
+        value = client.client_value(key)
+        problem = client_property_problem(key, value)
+        if problem is not None:
+            raise client.error(key, problem)
+        client_config.append((key, value))
     return tuple(client_config)
+
+
+def _metrics(table: _Table) -> MetricsListen:
+    if table.has("port") and table.has("listen"):
+        raise table.error("listen", "give either 'listen' or 'port', not both")
+    if not table.has("listen"):
+        return MetricsListen(port=table.integer_or_none("port", 1, 65535))
+    listen = table.string("listen", None)
+    host, _, port = listen.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # "[::1]:9108"
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise table.error(
+            "listen", f"must be 'host:port' like '127.0.0.1:9108', got {_show(listen)}"
+        )
+    return MetricsListen(port=int(port), host=host)
 
 
 def _delivery(table: _Table) -> DeliverySettings:

@@ -4,7 +4,9 @@ The jars come from Maven Central through `docker/kafka/pom.xml` and are cached o
 the broker runs on the machine's Java 17+. `up` formats storage in a fresh temporary
 directory, picks free ports, waits until the broker answers a metadata request and writes
 the bootstrap address to `.kafka/bootstrap`. `down` ends the broker it started (by pid,
-after checking the pid is still that broker) and deletes its data.
+after checking the pid is still that broker) and deletes its data. `stop_broker(info,
+keep_data=True)` and `restart_broker(info)` stop a broker and start it again on the same data
+and ports (for tests of a broker outage).
 
     python -m dispatcher.local_kafka up | down | status
 """
@@ -124,8 +126,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def check_port_free(port: int) -> None:
+def check_port_free(port: int, reuse_address: bool = False) -> None:
+    """`reuse_address`: ignore connections of a stopped broker still in TIME_WAIT (Java's
+    server socket binds with SO_REUSEADDR, so they do not keep the broker from listening)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        if reuse_address:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError as exc:
@@ -235,7 +241,7 @@ def _launch_and_wait(
 ) -> BrokerInfo:
     log_file = data_dir / "stdout.log"
     cmd = [*_java_cmd(java, libs, data_dir, "kafka.Kafka"), str(data_dir / "server.properties")]
-    with log_file.open("wb") as out:
+    with log_file.open("ab") as out:  # appended: a restarted broker keeps its earlier log
         proc = subprocess.Popen(
             cmd,
             stdout=out,
@@ -316,10 +322,33 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def stop_broker(info: BrokerInfo) -> None:
+def stop_broker(info: BrokerInfo, keep_data: bool = False) -> None:
+    """Stop the broker (SIGTERM: a controlled shutdown); delete its data unless `keep_data`,
+    which `restart_broker` then starts again."""
     if _is_our_broker(info.pid, info.data_dir):
         _terminate(info.pid)
-    shutil.rmtree(info.data_dir, ignore_errors=True)
+    if not keep_data:
+        shutil.rmtree(info.data_dir, ignore_errors=True)
+
+
+def restart_broker(info: BrokerInfo, ready_timeout_s: float = READY_TIMEOUT_S) -> BrokerInfo:
+    """Start a broker stopped with `keep_data=True` again: the same data directory (topics,
+    records, committed offsets) and the same ports, so clients reconnect to the address they
+    know. Returns the new process's info."""
+    data_dir = Path(info.data_dir)
+    properties = data_dir / "server.properties"
+    if not properties.exists():
+        raise LocalKafkaError(f"{data_dir} has no server.properties: was it stopped keeping data?")
+    if _is_our_broker(info.pid, info.data_dir):
+        raise LocalKafkaError(f"the broker on {data_dir} is still running (pid {info.pid})")
+    for port in _listener_ports(properties.read_text()):
+        check_port_free(port, reuse_address=True)
+    return _launch_and_wait(find_java(), resolve_jars(), data_dir, info.bootstrap, ready_timeout_s)
+
+
+def _listener_ports(properties: str) -> list[int]:
+    listeners = re.search(r"^listeners=(.*)$", properties, re.MULTILINE)
+    return [int(port) for port in re.findall(r":(\d+)", listeners.group(1))] if listeners else []
 
 
 # --- state files for `make kafka-up` / `make kafka-down` -------------------------------------
@@ -362,6 +391,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     existing = running_broker(state_dir)
     if existing:
         print(f"local-kafka: already running at {existing.bootstrap} (pid {existing.pid})")
+        _print_export(existing)
         return 0
     stale = read_state(state_dir)
     if stale:
@@ -372,7 +402,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     _write_state(info, state_dir)
     took = time.monotonic() - started
     print(f"local-kafka: broker ready at {info.bootstrap} in {took:.1f} s (pid {info.pid})")
+    _print_export(info)
     return 0
+
+
+def _print_export(info: BrokerInfo) -> None:
+    # The dispatcher finds .kafka/bootstrap by itself; other tools need the variable.
+    print("local-kafka: for other shells and tools:")
+    print(f"export KAFKA_BOOTSTRAP_SERVERS={info.bootstrap}")
 
 
 def cmd_down(args: argparse.Namespace) -> int:

@@ -7,12 +7,34 @@ when Prometheus asks, so metrics cost nothing per delivery.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from prometheus_client import start_http_server
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from dispatcher.errors import DispatcherError
+from dispatcher.model import MetricsSettings
 from dispatcher.stats import WorkerStats
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsListen(MetricsSettings):
+    """`[metrics]` with the host to listen on (`listen = "host:port"`, or `port` alone)."""
+
+    host: str = DEFAULT_HOST
+
+
+def listen_address(metrics: MetricsSettings, worker_index: int) -> tuple[str, int] | None:
+    """Where worker `worker_index` serves /metrics: the configured port + the index, so the
+    processes of `run --workers N` do not fight over one port. None: no metrics."""
+    if metrics.port is None:
+        return None
+    host = metrics.host if isinstance(metrics, MetricsListen) else DEFAULT_HOST
+    return host, metrics.port + worker_index
+
 
 COUNTERS = {
     "events_read": "Source events taken from Kafka",
@@ -50,5 +72,8 @@ def register(stats: WorkerStats) -> None:
     REGISTRY.register(StatsCollector(stats))
 
 
-def serve_metrics(port: int) -> None:
-    start_http_server(port, addr="127.0.0.1")
+def serve_metrics(host: str, port: int) -> None:
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:
+        raise DispatcherError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from exc

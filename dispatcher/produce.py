@@ -12,11 +12,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from dispatcher.codec import encode_avro_event, encode_confluent_event, encode_json_event
-from dispatcher.errors import DispatcherError
+from dispatcher.errors import DispatcherError, KafkaUnavailableError
+from dispatcher.kafka.clients import producer_config, unreachable_message
 from dispatcher.model import EnvelopeFormat, KafkaSettings
+
+SHOWN_LINE_CHARS = 80  # of a bad --file line, in its error
 
 
 @dataclass(frozen=True)
@@ -40,25 +43,42 @@ def sample_events(count: int, types: list[str], keys: int) -> Iterator[SourceRec
         yield SourceRecord(key, f"evt_{uuid.uuid4().hex}", event_type, now_iso(), data)
 
 
-def events_from_lines(lines: Iterable[str], source: str) -> Iterator[SourceRecord]:
-    """Each line: an envelope, or {"key": ..., "event": envelope}; id and timestamp optional."""
+def events_from_lines(lines: Iterable[str], source: str) -> list[SourceRecord]:
+    """Each line: an envelope, or {"key": ..., "event": envelope}; id and timestamp optional.
+
+    Every line is read before anything is sent: one bad line refuses the whole file, so a
+    fixed file can be sent again without duplicating the lines before the bad one.
+    """
+    records = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            item = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise DispatcherError(f"{source}:{number}: not JSON: {exc}") from exc
-        yield _record_from(item, f"{source}:{number}")
+            records.append(_record_from(_json(line)))
+        except ValueError as exc:
+            shown = line.strip()
+            shown = shown if len(shown) <= SHOWN_LINE_CHARS else shown[:SHOWN_LINE_CHARS] + "..."
+            raise DispatcherError(
+                f"{source}:{number}: {exc} in {shown!r}; nothing was sent (fix it and send"
+                " the file again)"
+            ) from exc
+    return records
 
 
-def _record_from(item: Any, where: str) -> SourceRecord:
+def _json(line: str) -> Any:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc})") from exc
+
+
+def _record_from(item: Any) -> SourceRecord:
     if not isinstance(item, dict):
-        raise DispatcherError(f"{where}: expected a JSON object")
+        raise ValueError("expected a JSON object")
     key = item.get("key") if "event" in item else None
     event = item.get("event", item)
     if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-        raise DispatcherError(f"{where}: an event needs a string 'type'")
+        raise ValueError("an event needs a string 'type'")
     return SourceRecord(
         key=str(key).encode() if key is not None else None,
         id=str(event.get("id") or f"evt_{uuid.uuid4().hex}"),
@@ -83,17 +103,15 @@ def publish(
     records: Iterable[SourceRecord],
     rate_per_s: float | None = None,
     progress: bool = False,
+    timeout_s: float = 15.0,
 ) -> int:
-    """Produce every record (idempotent, acks=all); return the count acknowledged."""
-    producer = Producer(
-        {
-            "bootstrap.servers": kafka.bootstrap_servers,
-            "enable.idempotence": True,
-            "linger.ms": 5,
-            "batch.num.messages": 10_000,
-            "queue.buffering.max.messages": 1_000_000,
-        }
-    )
+    """Produce every record (idempotent, acks=all); return the count acknowledged.
+
+    The topic must exist (brokers here do not create topics on first use, and librdkafka
+    would hold the records until they time out): checked first, within `timeout_s`.
+    """
+    producer = Producer(producer_config(kafka))
+    _check_topic(producer, kafka.bootstrap_servers, topic, timeout_s)
     encode = encoder_for(kafka)
     acked, failed = [0], []
 
@@ -116,6 +134,22 @@ def publish(
     if failed:
         raise DispatcherError(f"{len(failed)} events were not acknowledged: {failed[0]}")
     return acked[0]
+
+
+def _check_topic(producer: Producer, bootstrap: str, topic: str, timeout_s: float) -> None:
+    try:
+        metadata = producer.list_topics(topic, timeout=timeout_s)
+    except KafkaException as exc:
+        raise KafkaUnavailableError(unreachable_message(bootstrap, timeout_s)) from exc
+    found = metadata.topics.get(topic)
+    error = found.error if found is not None else None
+    if found is None or (error is not None and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+        raise DispatcherError(
+            f"topic {topic} does not exist at {bootstrap}: create it"
+            " (dispatcher topics --config FILE --source-partitions N) or give another --topic"
+        )
+    if error is not None:
+        raise KafkaUnavailableError(f"topic {topic} cannot be used: {error.str()}")
 
 
 def _produce(producer: Producer, topic: str, key: bytes | None, value: bytes, cb: Any) -> None:

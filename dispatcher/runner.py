@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 
 import uvloop
 
+from dispatcher.kafka.clients import process_reporter
+from dispatcher.metrics import listen_address
 from dispatcher.model import Settings
 from dispatcher.pipeline.worker import Worker, WorkerFailed
 from dispatcher.stats import WorkerStats
@@ -47,18 +49,30 @@ def _writer() -> Callable[[str], None]:
     return lambda line: print(line, file=sys.stderr, flush=True)
 
 
-async def serve(settings: Settings, progress_every_s: float = 0.0) -> int:
-    """Run one worker until SIGTERM or SIGINT; 0 on a clean stop, 1 on failure."""
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+CONFIG_ERROR_EXIT = 2  # the CLI's exit code for a bad config: restarting cannot help
+FIRST_RESTART_DELAY_S = 1.0
+MAX_RESTART_DELAY_S = 60.0
+# A child that ran this long before dying starts its back-off over: it was not crash-looping.
+HEALTHY_RUN_S = 60.0
+
+
+async def serve(settings: Settings, progress_every_s: float = 0.0, worker_index: int = 0) -> int:
+    """Run one worker until SIGTERM, SIGINT or SIGHUP; 0 on a clean stop, 1 on failure."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
+    # A fatal librdkafka error (e.g. the idempotent producer fenced) cannot be retried away.
+    kafka_errors = process_reporter(settings.kafka.bootstrap_servers)
+    kafka_errors.on_fatal(lambda _error: _call_soon(loop, stop.set))
     worker = Worker(settings)
-    if settings.metrics.port is not None:
+    address = listen_address(settings.metrics, worker_index)
+    if address is not None:
         from dispatcher.metrics import register, serve_metrics
 
+        serve_metrics(*address)
         register(worker.stats)
-        serve_metrics(settings.metrics.port)
     reporter = None
     if progress_every_s > 0:
         reporter = asyncio.create_task(_report_progress(worker.stats, progress_every_s, _writer()))
@@ -70,26 +84,90 @@ async def serve(settings: Settings, progress_every_s: float = 0.0) -> int:
     finally:
         if reporter is not None:
             reporter.cancel()
+    if kafka_errors.fatal is not None:
+        print(f"\ndispatcher: Kafka client failed: {kafka_errors.fatal.str()}", file=sys.stderr)
+        return 1
     if progress_every_s > 0:
         print(f"\ndispatcher: stopped. {progress_line(worker.stats, 0.0)}", file=sys.stderr)
     return 0
 
 
-def run_worker(settings: Settings, progress_every_s: float = 0.0) -> int:
-    return uvloop.run(serve(settings, progress_every_s))
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """From a librdkafka thread; the loop may be closed by then."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback)
+
+
+def run_worker(settings: Settings, progress_every_s: float = 0.0, worker_index: int = 0) -> int:
+    return uvloop.run(serve(settings, progress_every_s, worker_index))
 
 
 def run_processes(argv_for_one: list[str], workers: int) -> int:
-    """Start `workers` single-worker processes in one group; forward SIGTERM/SIGINT to them."""
+    """Start `workers` single-worker processes in one group and keep them running.
+
+    A child that dies unexpectedly is restarted after a growing back-off (1 s, 2 s, 4 s ...
+    up to 60 s), each restart one line on stderr. Not restarted: a child that exits 0 (it was
+    stopped) or with the config-error code 2. SIGTERM, SIGINT and SIGHUP are forwarded to
+    every child; the parent then waits for all of them. Child i gets `--worker-index i`.
+    """
+    return asyncio.run(_supervise_all(argv_for_one, workers))
+
+
+async def _supervise_all(argv_for_one: list[str], workers: int) -> int:
     command = [sys.executable, "-m", "dispatcher", *argv_for_one]
-    children = [subprocess.Popen(command) for _ in range(workers)]
+    stop = asyncio.Event()
+    running: dict[int, asyncio.subprocess.Process] = {}
 
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
+    def forward(signum: signal.Signals) -> None:
+        stop.set()
+        for child in running.values():
+            if child.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.send_signal(signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    codes = [child.wait() for child in children]
-    return max(codes, key=abs)
+    loop = asyncio.get_running_loop()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, forward, signum)
+    codes = await asyncio.gather(
+        *(_supervise(command, index, stop, running) for index in range(workers))
+    )
+    worst = max(codes, key=abs)
+    return 128 - worst if worst < 0 else worst  # killed by signal N: exit 128 + N, as shells do
+
+
+async def _supervise(
+    command: list[str],
+    index: int,
+    stop: asyncio.Event,
+    running: dict[int, asyncio.subprocess.Process],
+) -> int:
+    """Run child `index` until it stops for good; return its last exit code."""
+    failures = 0
+    while True:
+        started = time.monotonic()
+        child = await asyncio.create_subprocess_exec(*command, "--worker-index", str(index))
+        running[index] = child
+        if stop.is_set():  # stopped while it was starting: it missed the forwarded signal
+            child.terminate()
+        code = await child.wait()
+        if stop.is_set() or code in (0, CONFIG_ERROR_EXIT):
+            return code
+        failures = 1 if time.monotonic() - started >= HEALTHY_RUN_S else failures + 1
+        delay = min(FIRST_RESTART_DELAY_S * 2 ** (failures - 1), MAX_RESTART_DELAY_S)
+        print(
+            f"dispatcher: worker {index} (pid {child.pid}) {_exit_reason(code)};"
+            f" restarting it in {delay:g} s",
+            file=sys.stderr,
+            flush=True,
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        if stop.is_set():
+            return code
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"

@@ -130,6 +130,15 @@ def test_only_librdkafka_errors_are_shown() -> None:
     assert is_quiet_client_log("%6|1.2|FAIL|rdkafka#producer-1| disconnected")
     assert not is_quiet_client_log("%3|1.2|FAIL|rdkafka#producer-1| Connect failed")
     assert not is_quiet_client_log("produced 10000 (9990 acknowledged)")
+    # The same lines routed through Python logging (dispatcher.librdkafka).
+    stamp = "2026-11-24 18:00:00,000"
+    getpid = "GETPID [rdkafka#producer-1] [thrd:main]: Coordinator load in progress: retrying"
+    assert is_quiet_client_log(f"{stamp} WARNING dispatcher.librdkafka: {getpid}")
+    assert is_quiet_client_log(f"{stamp} WARNING dispatcher.kafka.poller: {getpid}")
+    failed = "FAIL [rdkafka#consumer-2] [thrd:b]: Connect failed"
+    assert not is_quiet_client_log(f"{stamp} ERROR dispatcher.librdkafka: {failed}")
+    reporter = "cannot reach Kafka at b:9 (bootstrap_servers): ... next report in 10 s"
+    assert not is_quiet_client_log(f"{stamp} WARNING dispatcher.kafka: {reporter}")
 
 
 # -- the demo as a process -------------------------------------------------------------------------
@@ -293,3 +302,42 @@ def test_demo_refuses_a_receiver_port_in_use() -> None:
         f"demo: error: port {port} on 127.0.0.1 is in use: stop what holds it"
         " or choose another --port"
     ]
+
+
+@pytest.mark.kafka
+def test_ctrl_c_after_the_reader_of_its_output_is_gone_still_stops_and_cleans_up(
+    kafka_bootstrap: str,
+) -> None:
+    # `make run | tee log`, then Ctrl-C: tee ends first, and each later line hits a closed pipe.
+    from confluent_kafka.admin import AdminClient
+
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    command = [sys.executable, "-m", "dispatcher.demo", "--events-per-s", "50"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as process:
+        try:
+            assert process.stdout is not None
+            assert process.stderr is not None
+            lines: list[str] = []
+            for line in process.stdout:  # until everything is up (bounded by the test timeout)
+                lines.append(line.rstrip("\n"))
+                if is_up(lines):
+                    break
+            process.stdout.close()  # the reader is gone
+            process.send_signal(signal.SIGINT)
+            code = process.wait(STOP_TIMEOUT_S)
+            stderr = process.stderr.read()
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+    output = "\n".join(lines)
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    assert "BrokenPipeError" not in stderr
+    assert_nothing_left(output)
+    run_id = re.search(r"created \d+ topics (demo-[0-9a-f]+)\.\*", output)
+    assert run_id is not None, output
+    topics = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=30).topics
+    assert [name for name in topics if name.startswith(run_id[1])] == []

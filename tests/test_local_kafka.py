@@ -85,3 +85,63 @@ def test_a_cluster_id_starting_with_a_dash_formats(monkeypatch: pytest.MonkeyPat
         assert local_kafka.broker_answers(info.bootstrap)
     finally:
         local_kafka.stop_broker(info)
+
+
+def test_a_broker_stopped_keeping_its_data_restarts_with_its_records() -> None:
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
+
+    info = local_kafka.start_broker()
+    try:
+        admin = AdminClient({"bootstrap.servers": info.bootstrap})
+        admin.create_topics([NewTopic("kept", num_partitions=1)])["kept"].result(timeout=30)
+        producer = Producer({"bootstrap.servers": info.bootstrap, "acks": "all"})
+        for n in range(25):
+            producer.produce("kept", str(n).encode())
+        assert producer.flush(30) == 0
+        del producer, admin
+
+        local_kafka.stop_broker(info, keep_data=True)
+        assert not local_kafka.broker_answers(info.bootstrap, timeout_s=1.0)
+        assert Path(info.data_dir).is_dir()
+        again = local_kafka.restart_broker(info)
+
+        assert again.bootstrap == info.bootstrap  # same port: clients reconnect by themselves
+        assert again.pid != info.pid
+        consumer = Consumer({"bootstrap.servers": again.bootstrap, "group.id": "kept"})
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition("kept", 0), timeout=30)
+        finally:
+            consumer.close()
+        assert (low, high) == (0, 25)
+        info = again
+    finally:
+        local_kafka.stop_broker(info)
+    assert not Path(info.data_dir).exists()
+
+
+def test_restarting_a_running_broker_is_refused() -> None:
+    info = local_kafka.start_broker()
+    try:
+        with pytest.raises(local_kafka.LocalKafkaError, match="still running"):
+            local_kafka.restart_broker(info)
+    finally:
+        local_kafka.stop_broker(info)
+
+
+def test_up_prints_the_export_line_and_down_stops_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    state = str(tmp_path / "state")
+    try:
+        assert local_kafka.main(["--state-dir", state, "up"]) == 0
+        out = capsys.readouterr().out.splitlines()
+        bootstrap = (tmp_path / "state" / "bootstrap").read_text().strip()
+        assert out[-1] == f"export KAFKA_BOOTSTRAP_SERVERS={bootstrap}"
+        assert local_kafka.main(["--state-dir", state, "up"]) == 0  # already running
+        assert capsys.readouterr().out.splitlines()[-1] == out[-1]
+    finally:
+        local_kafka.main(["--state-dir", state, "down"])
+    assert local_kafka.read_state(tmp_path / "state") is None

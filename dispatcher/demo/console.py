@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import sys
 from typing import TextIO
@@ -15,6 +17,7 @@ class Console:
         self._tty = out.isatty()
         self._status = ""
         self._settled = False
+        self._reader_gone = False
 
     def line(self, who: str, text: str) -> None:
         for part in text.splitlines() or [""]:
@@ -39,5 +42,23 @@ class Console:
             self._write("\n")
 
     def _write(self, text: str) -> None:
-        self._out.write(text)
-        self._out.flush()
+        if self._reader_gone:
+            return
+        try:
+            self._out.write(text)
+            self._out.flush()
+        except BrokenPipeError:
+            self._lose_reader()
+
+    def _lose_reader(self) -> None:
+        """The reader of our output is gone (`make run | tee log`, then Ctrl-C ends tee first).
+
+        The demo must still stop its children and clean up, so output stops instead of
+        raising. The descriptor now points at /dev/null, or the interpreter's last flush of
+        what is still buffered would fail again (and print a traceback) at exit.
+        """
+        self._reader_gone = True
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._out.fileno())
+            os.close(devnull)

@@ -88,8 +88,14 @@ def parse_progress(line: str) -> Progress | None:
     return Progress(rate=match["rate"], **numbers)
 
 
-# librdkafka's own log lines: "%4|1700000000.123|GETPID|rdkafka#producer-1| [thrd:main]: ...".
+# librdkafka's own log lines, printed by librdkafka itself:
+# "%4|1700000000.123|GETPID|rdkafka#producer-1| [thrd:main]: ...", or through Python logging:
+# "2026-01-01 10:00:00,123 WARNING dispatcher.librdkafka: GETPID [rdkafka#producer-1] ...".
 CLIENT_LOG = re.compile(r"^%(?P<level>\d)\|")
+LOGGED_CLIENT_LOG = re.compile(
+    r"^\S+ \S+ (?P<level>[A-Z]+) dispatcher\.[\w.]+: [A-Z_]+ \[rdkafka#[^\]]+\] "
+)
+_QUIET_LEVELS = ("WARNING", "INFO", "DEBUG")
 
 
 def is_quiet_client_log(line: str) -> bool:
@@ -99,7 +105,10 @@ def is_quiet_client_log(line: str) -> bool:
     ... Coordinator load in progress: retrying" and then succeeds; a newcomer need not see it.
     """
     match = CLIENT_LOG.match(line)
-    return match is not None and int(match["level"]) >= 4
+    if match is not None:
+        return int(match["level"]) >= 4
+    logged = LOGGED_CLIENT_LOG.match(line)
+    return logged is not None and logged["level"] in _QUIET_LEVELS
 
 
 def status_text(progress: Progress) -> str:

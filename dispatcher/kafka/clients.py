@@ -1,15 +1,208 @@
-"""librdkafka settings for the worker's consumer and producer, from `KafkaSettings`."""
+"""librdkafka settings for every client the dispatcher makes, from `KafkaSettings`.
+
+Each config carries an `error_cb` (a `KafkaErrorReporter`) and a `logger` (librdkafka's own
+log lines as Python logging records of `dispatcher.librdkafka`), so every command reports
+Kafka trouble the same way: a broker that cannot be reached is one line of ours per growing
+interval, not a line per connection attempt.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from dispatcher.model import KafkaSettings
 
+log = logging.getLogger("dispatcher.kafka")
+LIBRDKAFKA_LOG = logging.getLogger("dispatcher.librdkafka")
 
-def consumer_config(kafka: KafkaSettings) -> dict[str, Any]:
-    config: dict[str, Any] = {
+FIRST_REPORT_INTERVAL_S = 10.0
+MAX_REPORT_INTERVAL_S = 300.0
+_MAX_REMEMBERED_ERRORS = 1000
+
+# Error codes that mean "no broker answers": summarised by the reporter, one line per interval.
+UNREACHABLE_CODES = frozenset(
+    {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE}
+)
+# librdkafka log facilities of connection attempts and their fallout, which the reporter's
+# line already covers; shown only when DEBUG is enabled for the logger.
+_CONNECTIVITY_FACILITIES = frozenset({"FAIL", "ERROR", "REQTMOUT", "BGQUEUE"})
+# librdkafka's pattern in confluent-kafka's log callback: facility, client name, message.
+_LIBRDKAFKA_FORMAT = "%s [%s] %s"
+# A property name librdkafka does not know: set after the one being checked, its
+# "No such configuration property" error proves the property before it was accepted.
+_CHECK_SENTINEL = "dispatcher.config.check"
+
+
+class KafkaErrorReporter:
+    """librdkafka's `error_cb`: bounded, actionable reports of Kafka trouble.
+
+    Fatal errors are kept in `fatal` (the first one) and announced to listeners, so the
+    worker can stop. "Cannot reach the brokers" errors, which librdkafka raises for every
+    connection attempt of every client, become one line saying what and what to do, again
+    after 10 s, 20 s, 40 s ... (at most every 5 min); an outage after a quiet spell starts
+    over at 10 s. Other errors are logged, each distinct message at most once per 10 s.
+    Called from librdkafka's polling threads, hence the lock.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        first_interval_s: float = FIRST_REPORT_INTERVAL_S,
+        max_interval_s: float = MAX_REPORT_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.fatal: KafkaError | None = None
+        self.unreachable_reports = 0
+        self._first_interval_s = first_interval_s
+        self._max_interval_s = max_interval_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._interval_s = first_interval_s
+        self._next_report_at: float | None = None  # None: the next unreachable error reports
+        self._last_unreachable_at = 0.0
+        self._others_reported_at: dict[str, float] = {}
+        self._fatal_listeners: list[Callable[[KafkaError], None]] = []
+
+    def on_fatal(self, listener: Callable[[KafkaError], None]) -> None:
+        """Call `listener` (from a librdkafka thread) when a fatal error arrives."""
+        with self._lock:
+            self._fatal_listeners.append(listener)
+            fatal = self.fatal
+        if fatal is not None:
+            listener(fatal)
+
+    def __call__(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._fatal(error)
+        elif error.code() in UNREACHABLE_CODES:
+            self._unreachable()
+        else:
+            self._other(error)
+
+    def _fatal(self, error: KafkaError) -> None:
+        with self._lock:
+            if self.fatal is not None:
+                return
+            self.fatal = error
+            listeners = list(self._fatal_listeners)
+        log.error("Kafka client failed and cannot recover: %s", _describe(error))
+        for listener in listeners:
+            listener(error)
+
+    def _unreachable(self) -> None:
+        with self._lock:
+            now = self._clock()
+            if now - self._last_unreachable_at > 2 * self._interval_s:
+                # A new outage after a quiet spell: report it now, at the first interval.
+                self._next_report_at = None
+                self._interval_s = self._first_interval_s
+            self._last_unreachable_at = now
+            if self._next_report_at is not None and now < self._next_report_at:
+                return
+            interval = self._interval_s
+            self._next_report_at = now + interval
+            self._interval_s = min(interval * 2, self._max_interval_s)
+            self.unreachable_reports += 1
+        log.warning(
+            "cannot reach Kafka at %s (bootstrap_servers): is the broker up and the address"
+            " right? retrying, next report in %.0f s",
+            self.bootstrap_servers,
+            interval,
+        )
+
+    def _other(self, error: KafkaError) -> None:
+        message = _describe(error)
+        with self._lock:
+            now = self._clock()
+            last = self._others_reported_at.get(message)
+            if last is not None and now - last < self._first_interval_s:
+                return
+            if len(self._others_reported_at) >= _MAX_REMEMBERED_ERRORS:
+                self._others_reported_at.clear()  # bounded; at worst a line shows again
+            self._others_reported_at[message] = now
+        log.warning("Kafka: %s", message)
+
+
+def _describe(error: KafkaError) -> str:
+    return f"{error.str()} ({error.name()})"
+
+
+def unreachable_message(bootstrap_servers: str, waited_s: float) -> str:
+    return (
+        f"cannot reach Kafka at {bootstrap_servers} (bootstrap_servers) within {waited_s:g} s:"
+        " start the broker (make kafka-up) or fix bootstrap_servers / KAFKA_BOOTSTRAP_SERVERS"
+    )
+
+
+class LibrdkafkaNoiseFilter(logging.Filter):
+    """Keeps librdkafka's lines to those that matter at the level the user chose.
+
+    At DEBUG everything shows. Otherwise per-attempt connection lines are dropped (the
+    reporter says the same once per interval), and at WARNING librdkafka's own warnings too:
+    they are retries that heal by themselves ("Coordinator load in progress: retrying");
+    `--log-level INFO` shows them. Errors show. Works on a logger or a handler: records are
+    recognised by confluent-kafka's log format, whichever logger they came through.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != _LIBRDKAFKA_FORMAT or not isinstance(record.args, tuple):
+            return True
+        logger = logging.getLogger(record.name)
+        if len(record.args) != 3 or logger.isEnabledFor(logging.DEBUG):
+            return True
+        facility, _client, message = record.args
+        if facility in _CONNECTIVITY_FACILITIES:
+            return False
+        if record.levelno < logging.ERROR and not logger.isEnabledFor(logging.INFO):
+            return False
+        # The shared passthrough settings reach every client kind; that is expected.
+        return not (facility == "CONFWARN" and "will be ignored by this" in str(message))
+
+
+_NOISE_FILTER = LibrdkafkaNoiseFilter()
+LIBRDKAFKA_LOG.addFilter(_NOISE_FILTER)
+
+
+def quiet_librdkafka_lines(handler: logging.Handler) -> None:
+    """Apply the noise filter to a handler too, for clients given another logger."""
+    if _NOISE_FILTER not in handler.filters:
+        handler.addFilter(_NOISE_FILTER)
+
+
+_REPORTERS: dict[str, KafkaErrorReporter] = {}
+_REPORTERS_LOCK = threading.Lock()
+
+
+def process_reporter(bootstrap_servers: str) -> KafkaErrorReporter:
+    """The one reporter of this process for these brokers, shared by all its clients so that
+    an outage is reported once, not once per client."""
+    with _REPORTERS_LOCK:
+        reporter = _REPORTERS.get(bootstrap_servers)
+        if reporter is None:
+            reporter = _REPORTERS[bootstrap_servers] = KafkaErrorReporter(bootstrap_servers)
+        return reporter
+
+
+def _common(kafka: KafkaSettings, reporter: KafkaErrorReporter | None) -> dict[str, Any]:
+    return {
         "bootstrap.servers": kafka.bootstrap_servers,
+        "error_cb": reporter or process_reporter(kafka.bootstrap_servers),
+        "logger": LIBRDKAFKA_LOG,
+    }
+
+
+def consumer_config(
+    kafka: KafkaSettings, reporter: KafkaErrorReporter | None = None
+) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        **_common(kafka, reporter),
         "group.id": kafka.group_id,
         "partition.assignment.strategy": "cooperative-sticky",
         "auto.offset.reset": "earliest",
@@ -30,9 +223,11 @@ def consumer_config(kafka: KafkaSettings) -> dict[str, Any]:
     return config
 
 
-def producer_config(kafka: KafkaSettings) -> dict[str, Any]:
+def producer_config(
+    kafka: KafkaSettings, reporter: KafkaErrorReporter | None = None
+) -> dict[str, Any]:
     config: dict[str, Any] = {
-        "bootstrap.servers": kafka.bootstrap_servers,
+        **_common(kafka, reporter),
         "enable.idempotence": True,  # implies acks=all and ordered, de-duplicated retries
         "acks": "all",
         "linger.ms": 2,
@@ -42,3 +237,29 @@ def producer_config(kafka: KafkaSettings) -> dict[str, Any]:
     }
     config.update(dict(kafka.client_config))
     return config
+
+
+def admin_config(
+    kafka: KafkaSettings, reporter: KafkaErrorReporter | None = None
+) -> dict[str, Any]:
+    config = _common(kafka, reporter)
+    config.update(dict(kafka.client_config))
+    return config
+
+
+def client_property_problem(key: str, value: str) -> str | None:
+    """librdkafka's complaint about one client property, or None when it takes it.
+
+    The property is set on a config the way a client does, followed by a property that
+    does not exist: librdkafka then refuses that one, before any client handle (threads,
+    sockets) exists, having accepted or refused ours by then.
+    """
+    try:
+        Producer({key: value, _CHECK_SENTINEL: "1"})
+    except KafkaException as exc:
+        message = " ".join(str(exc.args[0].str()).split())
+        return None if _CHECK_SENTINEL in message else message.replace('"', "'")
+    except (TypeError, ValueError) as exc:  # properties confluent-kafka handles itself
+        return str(exc)
+    # Only if librdkafka ever knew the sentinel; then this check proves nothing.
+    raise RuntimeError(f"librdkafka accepted {_CHECK_SENTINEL!r}; cannot check properties")

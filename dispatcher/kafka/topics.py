@@ -1,15 +1,40 @@
-"""Create the dispatcher's topics (idempotent)."""
+"""Create the dispatcher's topics (idempotent), and say where existing ones differ.
+
+A topic that exists is compared with what the config asks for (partition count, cleanup
+policy) instead of being taken as it is. Retry tiers must have the deliveries topic's
+partition count (partition p of every tier belongs to the owner of deliveries partition p),
+so while the deliveries topic differs from the config no tier is created.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass
+
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import (
+    ConfigResource,  # admin has it, but without __all__ for mypy
+)
 from confluent_kafka.cimpl import NewTopic
 
 from dispatcher.errors import KafkaUnavailableError
-from dispatcher.model import Settings
+from dispatcher.kafka.clients import KafkaErrorReporter, admin_config, unreachable_message
+from dispatcher.model import KafkaSettings, Settings
 
 RETRY_RETENTION_MS = 7 * 24 * 3600 * 1000
+DEFAULT_TIMEOUT_S = 15.0
+EXPECTED_CLEANUP_POLICY = "delete"
+
+
+@dataclass(frozen=True)
+class TopicState:
+    name: str
+    state: str  # "created" | "exists" | "differs" | "skipped"
+    detail: str = ""
+
+    def line(self) -> str:
+        return f"{self.state:8} {self.name}" + (f": {self.detail}" if self.detail else "")
 
 
 def dispatcher_topics(settings: Settings) -> list[tuple[str, int]]:
@@ -23,21 +48,104 @@ def dispatcher_topics(settings: Settings) -> list[tuple[str, int]]:
     return topics
 
 
-def create_topics(
-    bootstrap: str, topics: list[tuple[str, int]], replication: int = 1, timeout_s: float = 30
-) -> dict[str, str]:
-    """Create what is missing; return name -> "created" | "exists"."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+def ensure_topics(
+    kafka: KafkaSettings,
+    topics: list[tuple[str, int]],
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    reporter: KafkaErrorReporter | None = None,
+    not_compared: Collection[str] = (),
+) -> list[TopicState]:
+    """Create what is missing; compare what exists, except `not_compared` (topics of others,
+    such as the source topics). Raises KafkaUnavailableError when no broker answers within
+    `timeout_s`."""
+    admin = AdminClient(admin_config(kafka, reporter))
+    try:
+        metadata = admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise KafkaUnavailableError(
+            unreachable_message(kafka.bootstrap_servers, timeout_s)
+        ) from exc
+    existing = {name: len(topic.partitions) for name, topic in metadata.topics.items()}
+    compared = [name for name, _ in topics if name in existing and name not in not_compared]
+    policies = _cleanup_policies(admin, compared, timeout_s)
+    states: list[TopicState] = []
+    for name, partitions in topics:
+        if name in not_compared and name in existing:
+            states.append(TopicState(name, "exists"))
+        elif name in existing:
+            states.append(_compared(name, existing[name], partitions, policies.get(name)))
+    deliveries = next((s for s in states if s.name == kafka.deliveries_topic), None)
+    missing = [(name, n) for name, n in topics if name not in existing]
+    if deliveries is not None and deliveries.state == "differs":
+        tiers = {kafka.retry_topic(tier) for tier in range(1, len(topics) + 1)}
+        held = [(name, n) for name, n in missing if name in tiers]
+        missing = [item for item in missing if item not in held]
+        why = f"retry tiers must have {kafka.deliveries_topic}'s partition count; fix that first"
+        states += [TopicState(name, "skipped", why) for name, _ in held]
+    states += _create(admin, kafka, missing, timeout_s)
+    return sorted(states, key=lambda s: s.name)
+
+
+def _compared(name: str, has: int, wants: int, policy: str | None) -> TopicState:
+    problems = []
+    if has != wants:
+        problems.append(f"{has} partitions, the config asks for {wants}")
+    if policy is not None and policy != EXPECTED_CLEANUP_POLICY:
+        problems.append(f"cleanup.policy={policy}, the dispatcher needs {EXPECTED_CLEANUP_POLICY}")
+    return (
+        TopicState(name, "differs", "; ".join(problems)) if problems else TopicState(name, "exists")
+    )
+
+
+def _cleanup_policies(admin: AdminClient, names: list[str], timeout_s: float) -> dict[str, str]:
+    if not names:
+        return {}
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in names]
+    policies: dict[str, str] = {}
+    try:
+        for resource, future in admin.describe_configs(resources).items():
+            entry = future.result(timeout=timeout_s).get("cleanup.policy")
+            if entry is not None:
+                policies[resource.name] = str(entry.value)
+    except KafkaException as exc:
+        raise KafkaUnavailableError(f"reading topic configs failed: {_text(exc)}") from exc
+    except TimeoutError as exc:
+        raise KafkaUnavailableError(f"reading topic configs took over {timeout_s:g} s") from exc
+    return policies
+
+
+def _create(
+    admin: AdminClient, kafka: KafkaSettings, topics: list[tuple[str, int]], timeout_s: float
+) -> list[TopicState]:
+    if not topics:
+        return []
+    replication = kafka.replication_factor
     new = [NewTopic(name, num_partitions=n, replication_factor=replication) for name, n in topics]
-    result: dict[str, str] = {}
+    states: list[TopicState] = []
     for name, future in admin.create_topics(new, request_timeout=timeout_s).items():
         try:
             future.result(timeout=timeout_s)
-            result[name] = "created"
+            states.append(TopicState(name, "created"))
         except KafkaException as exc:
             error = exc.args[0]
             if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                result[name] = "exists"
+                states.append(TopicState(name, "exists"))  # made meanwhile by someone else
                 continue
-            raise KafkaUnavailableError(f"creating topic {name} failed: {error}") from exc
-    return result
+            raise KafkaUnavailableError(f"creating topic {name} failed: {_text(exc)}") from exc
+        except TimeoutError as exc:
+            message = f"creating topic {name} took over {timeout_s:g} s"
+            raise KafkaUnavailableError(message) from exc
+    return states
+
+
+def _text(exc: KafkaException) -> str:
+    error = exc.args[0] if exc.args else None
+    return str(error.str()) if isinstance(error, KafkaError) else str(exc) or type(exc).__name__
+
+
+def create_topics(
+    bootstrap: str, topics: list[tuple[str, int]], replication: int = 1, timeout_s: float = 30
+) -> dict[str, str]:
+    """Create what is missing on `bootstrap`; return name -> state (for tests and tools)."""
+    kafka = KafkaSettings(bootstrap, (), replication_factor=replication)
+    return {s.name: s.state for s in ensure_topics(kafka, topics, timeout_s)}

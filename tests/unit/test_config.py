@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +11,12 @@ import pytest
 
 from dispatcher.config import load_settings, parse_settings
 from dispatcher.errors import ConfigError
+from dispatcher.metrics import MetricsListen
 from dispatcher.model import (
     DeliverySettings,
     Endpoint,
     EnvelopeFormat,
     KafkaSettings,
-    MetricsSettings,
     Ordering,
     Settings,
 )
@@ -112,7 +113,7 @@ EXPECTED = Settings(
             event_types=("*",),
         ),
     ),
-    metrics=MetricsSettings(port=9108),
+    metrics=MetricsListen(port=9108),
     source_file="c.toml",
 )
 
@@ -149,7 +150,7 @@ def test_minimal_config_takes_the_defaults() -> None:
 
     assert settings.kafka == KafkaSettings("k:9092", ("t",))
     assert settings.delivery == DeliverySettings()
-    assert settings.metrics == MetricsSettings(port=None)
+    assert settings.metrics == MetricsListen(port=None)
     assert settings.endpoints[0] == Endpoint("e", "http://h", (decode_secret(SECRET),), ("a",))
 
 
@@ -207,6 +208,25 @@ BAD_CASES: list[tuple[str, object, str, str]] = [
     ("kafka.client", {"group.id": "g"}, "kafka.client.group.id", "set by the dispatcher"),
     ("kafka.client", {"acks": "1"}, "kafka.client.acks", "cannot be overridden"),
     ("kafka.client", {"x": [1]}, "kafka.client.x", "string, number or boolean"),
+    ("kafka.client", {"enable.auto.commit": False}, "kafka.client.enable.auto.commit", "set by"),
+    (
+        "kafka.client",
+        {"partition.assignment.strategy": "range"},
+        "kafka.client.partition.assignment.strategy",
+        "is set by the dispatcher",
+    ),
+    ("kafka.client", {"group.protocol": "classic"}, "kafka.client.group.protocol", "set by"),
+    (
+        "kafka.client",
+        {"linger.ms": 5, "no.such.thing": "1"},
+        "kafka.client.no.such.thing",
+        "No such configuration property: 'no.such.thing'",
+    ),
+    ("kafka.client", {"linger.ms": "soon"}, "kafka.client.linger.ms", "Invalid value"),
+    ("kafka.client", {"session.timeout.ms": -5}, "kafka.client.session.timeout.ms", "range"),
+    ("kafka.client", {"debug": "everything"}, "kafka.client.debug", "Invalid value"),
+    ("kafka.client", {"logger": "mine"}, "kafka.client.logger", "a callback"),
+    ("kafka.client", {"error_cb": "x"}, "kafka.client.error_cb", "a callback"),
     ("delivery.timeout", 5, "delivery.timeout", "unknown key (did you mean 'timeout_s'?)"),
     ("delivery.timeout_s", 0, "delivery.timeout_s", "number > 0, got 0"),
     ("delivery.timeout_s", "10", "delivery.timeout_s", "must be a number, got '10'"),
@@ -222,6 +242,11 @@ BAD_CASES: list[tuple[str, object, str, str]] = [
     ("delivery.max_buffered", -5, "delivery.max_buffered", ">= 1"),
     ("delivery.shutdown_grace_s", -0.5, "delivery.shutdown_grace_s", ">= 0"),
     ("metrics.port", 0, "metrics.port", "in 1..65535, got 0"),
+    ("metrics", {"listen": "9108"}, "metrics.listen", "must be 'host:port' like"),
+    ("metrics", {"listen": "localhost:99999"}, "metrics.listen", "got 'localhost:99999'"),
+    ("metrics", {"listen": ":9108"}, "metrics.listen", "must be 'host:port'"),
+    ("metrics", {"listen": 9108}, "metrics.listen", "must be a non-empty string"),
+    ("metrics", {"listen": "a:1", "port": 2}, "metrics.listen", "either 'listen' or 'port'"),
     ("metrics.port", "9108", "metrics.port", "must be an integer"),
     ("metrics.prot", 1, "metrics.prot", "did you mean 'port'?"),
     ("metric", {}, "metric", "unknown key (did you mean 'metrics'?)"),
@@ -270,6 +295,32 @@ def test_each_bad_value_is_named(path: str, value: object, field: str, problem: 
     assert problem in error.problem
     assert str(error) == f"config.toml: {field}: {error.problem}"
     assert "\n" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("listen", "host", "port"),
+    [
+        ("0.0.0.0:9108", "0.0.0.0", 9108),
+        ("[::1]:80", "::1", 80),
+        ("metrics.lan:1", "metrics.lan", 1),
+    ],
+)
+def test_metrics_listen_gives_host_and_port(listen: str, host: str, port: int) -> None:
+    settings = parse_settings(_changed("metrics", {"listen": listen}), "c.toml", NO_ENV)
+
+    assert settings.metrics == MetricsListen(port=port, host=host)
+
+
+def test_client_properties_are_checked_without_making_a_client() -> None:
+    # librdkafka starts native threads for every client handle; the check must make none.
+    threads_before = len(os.listdir("/proc/self/task"))
+    data = _changed("kafka.client", {"no.such.thing": "1"})
+    with pytest.raises(ConfigError):
+        parse_settings(data, "config.toml", NO_ENV)
+    settings = parse_settings(GOOD, "c.toml", NO_ENV)
+
+    assert settings.kafka.client_config == EXPECTED.kafka.client_config
+    assert len(os.listdir("/proc/self/task")) == threads_before
 
 
 def test_the_message_has_the_documented_shape() -> None:
