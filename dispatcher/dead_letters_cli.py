@@ -143,9 +143,9 @@ def _dlq_list(args: argparse.Namespace) -> int:
     kafka = load_settings(args.config).kafka
     counts = ReadCounts()
     shown = 0
-    if not args.json:
-        print(table_header())
     for letter in dead_letters(kafka, counts, only):
+        if not shown and not args.json:
+            print(table_header())
         print(json_line(letter) if args.json else table_row(letter))
         shown += 1
         if args.limit is not None and shown >= args.limit:
@@ -156,7 +156,8 @@ def _dlq_list(args: argparse.Namespace) -> int:
     if shown == 0:
         print(f"no dead letter matches {only.describe() or 'anything'} ({where})", file=sys.stderr)
     else:
-        print(f"{shown:,} dead letters ({where})", file=sys.stderr)
+        noun = "dead letter" if shown == 1 else "dead letters"
+        print(f"{shown:,} {noun} ({where})", file=sys.stderr)
     return 0
 
 

@@ -81,22 +81,29 @@ def _consumer(kafka: KafkaSettings) -> Consumer:
         raise KafkaUnavailableError(f"cannot create a Kafka consumer: {exc.args[0]}") from None
 
 
-def _partitions(consumer: Consumer, topic: str) -> list[int]:
+def _partitions(consumer: Consumer, topic: str, hint: str = "") -> list[int]:
     try:
         metadata = consumer.list_topics(topic, timeout=METADATA_TIMEOUT_S)
     except KafkaException as exc:
         raise KafkaUnavailableError(f"cannot read the metadata of {topic}: {exc.args[0]}") from None
     found = metadata.topics.get(topic)
-    if found is None or found.error is not None or not found.partitions:
-        problem = found.error if found is not None and found.error is not None else "no such topic"
-        raise DispatcherError(f"topic {topic}: {problem} (does `dispatcher topics` need to run?)")
+    error = None if found is None else found.error
+    if (
+        found is None
+        or not found.partitions
+        or (error is not None and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART)
+    ):
+        raise DispatcherError(f"topic {topic} does not exist{hint}")
+    if error is not None:
+        raise KafkaUnavailableError(f"topic {topic}: {error.str()}")
     return sorted(found.partitions)
 
 
 def whole_topic(consumer: Consumer, topic: str) -> ReadRange:
     """From the oldest record kept to the end offsets of now."""
     starts, ends = {}, {}
-    for partition in _partitions(consumer, topic):
+    hint = " (`dispatcher topics --config FILE` creates it)"
+    for partition in _partitions(consumer, topic, hint):
         starts[partition], ends[partition] = _watermarks(consumer, topic, partition)
     return ReadRange(topic, starts, ends)
 
@@ -311,9 +318,13 @@ class DeliveryWriter:
         counts.sent += 1
         producer.poll(0)
         if self._rate:
-            # poll() returns early when it serves a delivery report, so wait in a loop.
+            # poll() returns early when it serves a delivery report, so wait in a loop; below
+            # librdkafka's 1 ms resolution poll(0) would spin, so sleep that bit.
             while (ahead := counts.sent / self._rate - (time.monotonic() - self._started)) > 0:
-                producer.poll(ahead)
+                if ahead < 0.002:
+                    time.sleep(ahead)
+                else:
+                    producer.poll(ahead)
 
     def finish(self) -> None:
         """Wait (bounded) for every acknowledgement; what is left unacknowledged is failed."""
@@ -371,8 +382,6 @@ def replay_dead_letters(
     counts = ReadCounts()
     memory = RunMemory()
     writer = None if dry_run else DeliveryWriter(kafka, rate_per_s)
-    if dry_run:
-        print(table_header(), file=out)
     try:
         for letter in dead_letters(kafka, counts, only):
             summary.matched += 1
@@ -381,9 +390,11 @@ def replay_dead_letters(
                 summary.skip(record)
             elif record.key.decode() not in known:
                 summary.skip(SKIP_UNKNOWN_ENDPOINT)
-            elif not memory.first_time(letter, record):
+            elif not memory.first_time(record):
                 summary.skip(SKIP_DUPLICATE)
             elif writer is None:
+                if not summary.moved:
+                    print(table_header(), file=out)
                 summary.moved += 1
                 print(table_row(letter), file=out)
             else:

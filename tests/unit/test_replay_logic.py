@@ -151,19 +151,21 @@ def test_what_cannot_be_replayed_says_why() -> None:
     assert replay_record(letter(event_id=None, body=b"\xff"), "d") == SKIP_NO_EVENT
 
 
-def test_a_run_moves_a_dead_letter_and_an_event_per_endpoint_once() -> None:
+def test_a_run_moves_an_event_once_per_endpoint() -> None:
     memory = RunMemory()
-    first = letter()
-    record = replay_record(first, "d")
+    record = replay_record(letter(), "d")
+    again = replay_record(letter(offset=50), "d")  # the same event dead-lettered twice
+    other = replay_record(letter(offset=51, endpoint_id="other"), "d")
+    next_event = replay_record(letter(offset=52, event_id="evt-2"), "d")
     assert isinstance(record, DeliveryRecord)
-    assert memory.first_time(first, record)
-    assert not memory.first_time(first, record)  # the same DLQ record
-    again = letter(offset=50)  # the same event dead-lettered twice for the same endpoint
-    assert not memory.first_time(again, record)
-    other = letter(offset=51, endpoint_id="other")
-    other_record = replay_record(other, "d")
-    assert isinstance(other_record, DeliveryRecord)
-    assert memory.first_time(other, other_record)  # same event, another endpoint
+    assert isinstance(again, DeliveryRecord)
+    assert isinstance(other, DeliveryRecord)
+    assert isinstance(next_event, DeliveryRecord)
+    assert memory.first_time(record)
+    assert not memory.first_time(record)
+    assert not memory.first_time(again)
+    assert memory.first_time(other)  # same event, another endpoint
+    assert memory.first_time(next_event)
 
 
 # --- how they are shown ------------------------------------------------------------------
