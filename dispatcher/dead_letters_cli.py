@@ -137,19 +137,28 @@ def _now_ms() -> int:
 def _dlq_list(args: argparse.Namespace) -> int:
     from dispatcher.config import load_settings
     from dispatcher.dlq import json_line, table_header, table_row
-    from dispatcher.replay import ReadCounts, dead_letters
+    from dispatcher.replay import Progress, ReadCounts, dead_letters
 
     only = _filter(args, _now_ms())
     kafka = load_settings(args.config).kafka
     counts = ReadCounts()
     shown = 0
-    for letter in dead_letters(kafka, counts, only):
-        if not shown and not args.json:
-            print(table_header())
-        print(json_line(letter) if args.json else table_row(letter))
-        shown += 1
-        if args.limit is not None and shown >= args.limit:
-            break
+    ticker = Progress()
+
+    def progress() -> None:
+        ticker.maybe(lambda: f"dlq list: read {counts.read:,} of {counts.total:,} records")
+
+    letters = dead_letters(kafka, counts, only, progress=progress)
+    try:
+        for letter in letters:
+            if not shown and not args.json:
+                print(table_header())
+            print(json_line(letter) if args.json else table_row(letter))
+            shown += 1
+            if args.limit is not None and shown >= args.limit:
+                break
+    finally:
+        letters.close()
     where = f"read {counts.read:,} records of {kafka.dlq_topic}"
     if counts.undecodable:
         where += f", {counts.undecodable:,} undecodable skipped"

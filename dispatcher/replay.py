@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -226,10 +226,12 @@ def dead_letters(
     counts: ReadCounts,
     only: DeadLetterFilter,
     position: tuple[int, int] | None = None,
-) -> Iterator[DeadLetter]:
+    progress: Callable[[], None] | None = None,
+) -> Generator[DeadLetter, None, None]:
     """The dead letters of `<prefix>.dlq` that match `only`, oldest first per partition,
     up to the end offsets seen at the start (or the one at `position` = (partition, offset)).
-    An undecodable record is counted in `counts.undecodable` and skipped."""
+    An undecodable record is counted in `counts.undecodable` and skipped. `progress` is
+    called after every record read. Close the iterator (or exhaust it) to free the consumer."""
     consumer = _consumer(kafka)
     try:
         topic = kafka.dlq_topic
@@ -246,6 +248,8 @@ def dead_letters(
         counts.total = span.total
         for message in read_range(consumer, span):
             counts.read += 1
+            if progress is not None:
+                progress()
             try:
                 fields = decode_dead_letter(message.value() or b"")
                 letter = DeadLetter.from_fields(
@@ -382,10 +386,11 @@ def replay_dead_letters(
     counts = ReadCounts()
     memory = RunMemory()
     writer = None if dry_run else DeliveryWriter(kafka, rate_per_s)
+    letters = dead_letters(kafka, counts, only)
     try:
-        for letter in dead_letters(kafka, counts, only):
+        for letter in letters:
             summary.matched += 1
-            record = replay_record(letter, kafka.dlq_topic)
+            record = replay_record(letter, kafka.dlq_topic, settings.delivery.max_body_bytes)
             if isinstance(record, str):
                 summary.skip(record)
             elif record.key.decode() not in known:
@@ -409,6 +414,7 @@ def replay_dead_letters(
             if limit is not None and moving >= limit:
                 break
     finally:
+        letters.close()
         if writer is not None:
             writer.finish()
             summary.moved = writer.counts.acked

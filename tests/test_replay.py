@@ -28,11 +28,12 @@ from dispatcher.codec import (
     encode_json_event,
 )
 from dispatcher.config import load_settings
-from dispatcher.dlq import iso_ms
+from dispatcher.dlq import DeadLetterFilter, iso_ms
 from dispatcher.kafka.topics import create_topics
 from dispatcher.model import Settings
 from dispatcher.receiver import Behaviour, Received, RecordingReceiver
 from dispatcher.records import read_delivery_headers
+from dispatcher.replay import ReadCounts, dead_letters
 from tests.pipeline_harness import create_all_topics, new_secret, produce_events, running_worker
 
 WAIT_S = 90
@@ -486,3 +487,42 @@ async def test_replay_from_source_delivers_exactly_the_events_of_the_range_it_su
 
 def iso(ms: int) -> str:
     return iso_ms(ms)
+
+
+# --- the bound of a run, and --help ------------------------------------------------------
+
+
+def test_a_read_stops_at_the_end_offsets_seen_at_its_start(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path
+) -> None:
+    config = write_config(
+        tmp_path / "d.toml", kafka_bootstrap, unique_name, "http://127.0.0.1:9", [("a", ["*"])]
+    )
+    kafka = settings_of(config).kafka
+    create_all_topics(settings_of(config))
+    now = int(time.time() * 1000)
+    produce(
+        kafka_bootstrap, kafka.dlq_topic, [(b"a", dead_letter(f"e{i}", "a", now)) for i in range(5)]
+    )
+    counts = ReadCounts()
+    letters = dead_letters(kafka, counts, DeadLetterFilter())
+    first = next(letters)  # the end offsets are taken now
+    later = [(b"a", dead_letter(f"late{i}", "a", now)) for i in range(5)]
+    produce(kafka_bootstrap, kafka.dlq_topic, later)  # e.g. what a replay run itself causes
+    rest = list(letters)
+    assert [x.event_id for x in [first, *rest]] == [f"e{i}" for i in range(5)]
+    assert (counts.total, counts.read) == (5, 5)
+    assert sum(end_offsets(kafka_bootstrap, kafka.dlq_topic).values()) == 10
+
+
+def test_help_explains_dlq_and_replay() -> None:
+    replay = run_cli("replay", "--help")
+    assert replay.returncode == 0
+    for flag in ("--endpoint", "--since", "--until", "--event-id", "--limit", "--rate",
+                 "--dry-run", "--from-source", "webhook-id", "second run"):  # fmt: skip
+        assert flag in " ".join(replay.stdout.split()), flag
+    for action in ("list", "show"):
+        shown = run_cli("dlq", action, "--help")
+        assert shown.returncode == 0
+        assert "--config" in shown.stdout
+        assert "--json" in shown.stdout

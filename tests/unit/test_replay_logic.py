@@ -11,8 +11,10 @@ import pytest
 from dispatcher.codec import DeadLetterRecord, decode_dead_letter, encode_dead_letter
 from dispatcher.dlq import (
     H_REPLAY_OF,
+    SKIP_BODY_CUT,
     SKIP_NO_ENDPOINT,
     SKIP_NO_EVENT,
+    SKIP_TOO_LARGE,
     DeadLetter,
     DeadLetterFilter,
     DeliveryRecord,
@@ -149,6 +151,11 @@ def test_missing_event_fields_come_from_the_body_when_it_is_an_envelope() -> Non
 def test_what_cannot_be_replayed_says_why() -> None:
     assert replay_record(letter(endpoint_id=None), "d") == SKIP_NO_ENDPOINT
     assert replay_record(letter(event_id=None, body=b"\xff"), "d") == SKIP_NO_EVENT
+    # The dead-letter writer keeps a 64 KiB prefix of a too-large body: never sent as if whole.
+    cut = letter(reason="HTTP 413 (body cut to 65,536 of 2,000,000 bytes)")
+    assert replay_record(cut, "d") == SKIP_BODY_CUT
+    assert replay_record(letter(), "d", max_body_bytes=len(BODY) - 1) == SKIP_TOO_LARGE
+    assert isinstance(replay_record(letter(), "d", max_body_bytes=len(BODY)), DeliveryRecord)
 
 
 def test_a_run_moves_an_event_once_per_endpoint() -> None:
