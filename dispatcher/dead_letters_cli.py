@@ -50,7 +50,7 @@ def add_commands(
     config_arg: Callable[[argparse.ArgumentParser], None],
 ) -> None:
     """Add `dlq` (list, show) and `replay` to the `dispatcher` parser."""
-    dlq = sub.add_parser("dlq", parents=[common], help="list or show dead letters")
+    dlq = sub.add_parser("dlq", help="list or show dead letters")
     dlq.description = "Read the dead-letter topic <prefix>.dlq (read-only)."
     actions = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
 
@@ -247,12 +247,12 @@ def _replay(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(
             f"replay --dry-run: matched {summary.matched:,}, would move {summary.moved:,},"
-            f" skipped {sum(summary.skipped.values()):,}{skipped}; {read}; nothing was written"
+            f" skipped {summary.skipped_total:,}{skipped}; {read}; nothing was written"
         )
         return 0
     print(
         f"replay: matched {summary.matched:,}, moved {summary.moved:,} to"
-        f" {settings.kafka.deliveries_topic}, skipped {sum(summary.skipped.values()):,}{skipped};"
+        f" {settings.kafka.deliveries_topic}, skipped {summary.skipped_total:,}{skipped};"
         f" {read} in {summary.seconds:.1f} s ({rate:,.0f}/s)"
     )
     return _failed(summary.failed)

@@ -321,10 +321,14 @@ class DeliveryWriter:
             raise DispatcherError(f"{self._topic}: the producer refused a record: {exc}") from None
         counts.sent += 1
         producer.poll(0)
+        if counts.sent == 1:
+            self._started = time.monotonic()  # the pace starts at the first record, not before
         if self._rate:
-            # poll() returns early when it serves a delivery report, so wait in a loop; below
-            # librdkafka's 1 ms resolution poll(0) would spin, so sleep that bit.
-            while (ahead := counts.sent / self._rate - (time.monotonic() - self._started)) > 0:
+            # The n-th record leaves (n - 1) / rate after the first. poll() returns early when
+            # it serves a delivery report, so wait in a loop; below librdkafka's 1 ms
+            # resolution poll() would spin, so sleep that bit.
+            due = (counts.sent - 1) / self._rate
+            while (ahead := due - (time.monotonic() - self._started)) > 0:
                 if ahead < 0.002:
                     time.sleep(ahead)
                 else:
@@ -386,7 +390,16 @@ def replay_dead_letters(
     counts = ReadCounts()
     memory = RunMemory()
     writer = None if dry_run else DeliveryWriter(kafka, rate_per_s)
-    letters = dead_letters(kafka, counts, only)
+
+    def report() -> None:  # after every record read, matching or not
+        progress.maybe(
+            lambda: (
+                f"replay: read {counts.read:,} of {counts.total:,} dead letters,"
+                f" matched {summary.matched:,}, moved {_moved(summary, writer):,}"
+            )
+        )
+
+    letters = dead_letters(kafka, counts, only, progress=report)
     try:
         for letter in letters:
             summary.matched += 1
@@ -405,12 +418,6 @@ def replay_dead_letters(
             else:
                 writer.send(record)
             moving = summary.moved if writer is None else writer.counts.sent
-            progress.maybe(
-                lambda: (
-                    f"replay: read {counts.read:,} of {counts.total:,} dead letters,"
-                    f" matched {summary.matched:,}, moved {_moved(summary, writer):,}"
-                )
-            )
             if limit is not None and moving >= limit:
                 break
     finally:
