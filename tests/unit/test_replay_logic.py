@@ -204,3 +204,23 @@ def test_the_body_is_text_when_it_is_utf8_json_else_its_length() -> None:
     assert BODY.decode() in full
     assert "event-id: evt-1" in full
     assert "nope" in full
+
+
+def test_a_body_the_pipelines_dead_letter_writer_cut_is_never_replayed() -> None:
+    """Contract with pipeline/dead_letters.py: its 'body cut' mark is recognised."""
+    from dispatcher.pipeline.dead_letters import DeadLetterWriter
+    from dispatcher.pipeline.partitions import PartitionState
+    from dispatcher.stats import WorkerStats
+    from tests.component.fakes import FakeProducer
+
+    producer = FakeProducer()
+    writer = DeadLetterWriter(producer, "wh.dlq", WorkerStats(), max_record_bytes=100_000)
+    part = PartitionState("wh.deliveries", 0)
+    part.take(5)
+    part.started()
+    huge = DeadLetterRecord(
+        "HTTP 413", b"x" * 200_000, "orders.events", 0, 5, NOW, event_id="e", endpoint_id="shop"
+    )
+    writer.write(part, 5, huge)
+    written = decode_dead_letter(producer.pending[0].value)
+    assert replay_record(DeadLetter.from_fields(0, 0, written), "wh.dlq") == SKIP_BODY_CUT
