@@ -114,15 +114,6 @@ def cmd_produce(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_replay(_args: argparse.Namespace) -> int:
-    print(
-        "dispatcher replay: not built yet (it comes with the failure-handling work);"
-        " dead letters stay in <prefix>.dlq until then",
-        file=sys.stderr,
-    )
-    return 2
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dispatcher",
@@ -198,14 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     _timeout_arg(produce)
     produce.set_defaults(func=cmd_produce)
 
-    replay = sub.add_parser(
-        "replay", parents=[common], help="move dead letters back to deliveries (not built yet)"
-    )
-    _config_arg(replay)
-    replay.add_argument("--endpoint")
-    replay.add_argument("--since")
-    replay.add_argument("--limit", type=int)
-    replay.set_defaults(func=cmd_replay)
+    from dispatcher.dead_letters_cli import add_commands
+
+    add_commands(sub, common, _config_arg)  # dlq list|show, replay
     return parser
 
 

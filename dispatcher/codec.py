@@ -61,6 +61,22 @@ def load_schema(path: str | Path) -> Schema:
 _EVENT_SCHEMA = load_schema(EVENT_SCHEMA_PATH)
 _OUTCOME_SCHEMA = load_schema(SCHEMA_DIR / "outcome.avsc")
 _DEAD_LETTER_SCHEMA = load_schema(SCHEMA_DIR / "dead_letter.avsc")
+# Optional fields added to the dead letter after its first version, in schema order (always
+# appended at the end). A record written before them is read with the first version as the
+# writer's schema, so every field above keeps its value and these take their defaults.
+DEAD_LETTER_V2_FIELDS = ("first_attempt_ms", "last_attempt_ms", "response_excerpt", "headers")
+MAX_RESPONSE_EXCERPT_BYTES = 1024
+# Header names never kept in a dead letter: a dead letter must never hold a credential.
+_SECRET_HEADER_WORDS = ("authorization", "cookie", "secret", "signature", "token", "password")
+
+
+def _first_version(schema_path: Path, added: tuple[str, ...]) -> Schema:
+    raw = orjson.loads(schema_path.read_bytes())
+    raw["fields"] = [f for f in raw["fields"] if f["name"] not in added]
+    return fastavro.parse_schema(raw)
+
+
+_DEAD_LETTER_SCHEMA_V1 = _first_version(SCHEMA_DIR / "dead_letter.avsc", DEAD_LETTER_V2_FIELDS)
 
 
 # --- decoding -----------------------------------------------------------------------------
@@ -282,6 +298,11 @@ class DeadLetterRecord:
     error: str | None = None
     latency_ms: float | None = None
     event_time_ms: int | None = None
+    # Optional (schema v2); a v1 record decodes with these as None.
+    first_attempt_ms: int | None = None
+    last_attempt_ms: int | None = None
+    response_excerpt: str | None = None  # cut to MAX_RESPONSE_EXCERPT_BYTES when encoded
+    headers: tuple[tuple[str, bytes | None], ...] | None = None  # the delivery record's
 
 
 def encode_outcome(record: OutcomeRecord) -> bytes:
@@ -307,10 +328,44 @@ def decode_outcome(value: bytes) -> dict[str, Any]:
 
 
 def encode_dead_letter(record: DeadLetterRecord) -> bytes:
+    """Avro of `record`; the response excerpt is cut to 1 KiB and credential-like headers
+    (authorization, cookie, *secret*, *signature*, *token*, *password*) are left out."""
     fields = {name: getattr(record, name) for name in DeadLetterRecord.__slots__}
+    fields["response_excerpt"] = cut_utf8(record.response_excerpt, MAX_RESPONSE_EXCERPT_BYTES)
+    if record.headers is not None:
+        fields["headers"] = [
+            {"key": key, "value": value}
+            for key, value in record.headers
+            if not any(word in key.lower() for word in _SECRET_HEADER_WORDS)
+        ]
     return _write_avro(_DEAD_LETTER_SCHEMA, fields)
 
 
 def decode_dead_letter(value: bytes) -> dict[str, Any]:
-    """The fields of a dead-letter record by name; raise DecodeError if it is not one."""
-    return _read_avro(value, 0, _DEAD_LETTER_SCHEMA)
+    """The fields of a dead-letter record by name; raise DecodeError if it is not one.
+
+    Records of every schema version decode: one written before the optional v2 fields
+    existed gets their defaults (None). `headers`, when present, is a list of
+    `{"key": str, "value": bytes | None}` in record order.
+    """
+    try:
+        return _read_avro(value, 0, _DEAD_LETTER_SCHEMA)
+    except DecodeError as current:
+        stream = io.BytesIO(value)
+        try:
+            record = fastavro.schemaless_reader(stream, _DEAD_LETTER_SCHEMA_V1, _DEAD_LETTER_SCHEMA)
+        except Exception:  # not a v1 record either: report the current schema's reason
+            raise current from None
+        if stream.tell() != len(value) or type(record) is not dict:
+            raise current from None
+        return record
+
+
+def cut_utf8(text: str | None, max_bytes: int) -> str | None:
+    """`text` cut to at most `max_bytes` of UTF-8, never inside a character."""
+    if text is None:
+        return None
+    raw = text.encode()
+    if len(raw) <= max_bytes:
+        return text
+    return raw[:max_bytes].decode(errors="ignore")
