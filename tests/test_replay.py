@@ -62,6 +62,7 @@ def write_config(
         "[delivery]",
         "retry_delays_s = [0.05]",
         "max_attempts = 2",
+        "permanent_statuses = [400]",
     ]
     for eid, types in endpoints:
         lines += [
