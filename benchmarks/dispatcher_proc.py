@@ -77,6 +77,9 @@ group_id = {_toml_str(conf.group_id)}
 source_topics = [{_toml_str(conf.source_topic)}]
 topic_prefix = {_toml_str(conf.topic_prefix)}
 
+[security]
+allow_networks = ["127.0.0.0/8"]
+
 [delivery]
 timeout_s = {conf.timeout_s}
 retry_delays_s = [{delays}]

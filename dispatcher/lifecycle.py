@@ -91,6 +91,9 @@ def next_step(
     if verdict is OutcomeClass.GONE:
         return Disable(f"endpoint gone: {describe(result)}")
     if verdict is OutcomeClass.PERMANENT:
+        blocked = (result.error or "").removeprefix("blocked: ")
+        if blocked != (result.error or ""):
+            return DeadLetter(f"blocked address {blocked}", verdict)
         return DeadLetter(f"permanent failure: {describe(result)}", verdict)
     if attempt >= policy.max_attempts or not policy.delays_s:
         return DeadLetter(f"attempts exhausted: {describe(result)}", verdict)

@@ -60,6 +60,7 @@ def build_settings(
             "deliveries_partitions": partitions,
         },
         "delivery": {"retry_delays_s": [0.05, 0.1], "max_attempts": 3, **delivery},
+        "security": {"allow_networks": ["127.0.0.0/8"]},  # the receiver runs on this machine
         "endpoints": endpoints,
     }
     environ = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}

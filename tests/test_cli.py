@@ -57,6 +57,9 @@ source_topics = ["{name("events")}"]
 topic_prefix = "{name("wh")}"
 deliveries_partitions = 4
 
+[security]
+allow_networks = ["127.0.0.0/8"]  # the receiver runs on this machine
+
 [[endpoints]]
 id = "a"
 url = "{url}/hooks/a"

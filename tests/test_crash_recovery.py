@@ -33,6 +33,9 @@ source_topics = ["{kafka.source_topics[0]}"]
 topic_prefix = "{kafka.topic_prefix}"
 deliveries_partitions = {kafka.deliveries_partitions}
 
+[security]
+allow_networks = ["127.0.0.0/8"]  # the receiver runs on this machine
+
 [delivery]
 max_buffered = 500
 

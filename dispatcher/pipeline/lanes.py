@@ -40,6 +40,7 @@ from dispatcher.pipeline.supervisor import Supervisor
 from dispatcher.records import DeliveryMeta, retry_headers
 from dispatcher.signing import Signer
 from dispatcher.stats import WorkerStats
+from dispatcher.tls import context_for
 
 
 class Delivery:
@@ -102,6 +103,7 @@ class Lane:
         self._ctx = ctx
         self._host_slots = host_slots  # shared by every lane of the endpoint's host
         self._signer = Signer(endpoint.secrets)
+        self._tls = context_for(endpoint)  # built once per endpoint, never per request
         self._limiter = limiter_for(endpoint.rate_limit_per_s, ctx.clock)
         self._key_id = endpoint.id.encode()
         self._name = f"lane {endpoint.id}"
@@ -328,7 +330,9 @@ class Lane:
         latency: float | None = None
         try:
             headers = self._signer.headers(delivery.meta.event_id, int(time.time()), delivery.body)
-            result = await self._ctx.sender.send(self.endpoint.url, delivery.body, headers)
+            result = await self._ctx.sender.send(
+                self.endpoint.url, delivery.body, headers, self._tls
+            )
             latency = result.latency_s
             return result
         finally:

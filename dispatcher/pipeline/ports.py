@@ -7,6 +7,7 @@ the interleavings a real broker cannot be made to produce on demand.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -19,7 +20,13 @@ DeliveryCallback = Callable[[Any, Any], None]
 
 
 class Sender(Protocol):
-    async def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> HttpResult:
+    async def send(
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> HttpResult:
         """POST `body`; never raises for anything the network or the receiver does."""
         ...
 

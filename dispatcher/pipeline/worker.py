@@ -24,6 +24,8 @@ from typing import Any
 from confluent_kafka import Message
 
 from dispatcher.codec import make_decoder
+from dispatcher.egress import EgressPolicy
+from dispatcher.guard import egress_policy
 from dispatcher.http import WebhookSender
 from dispatcher.kafka.clients import consumer_config, producer_config
 from dispatcher.kafka.poller import Assigned, Commits, ConsumerPoller, Partitions, RetryMirror
@@ -81,7 +83,7 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down cleanly; raise WorkerFailed on failure."""
-        self._build()
+        self._build(await egress_policy(self.settings))
         await self._sender.start()
         supervisor = self._supervisor
         pump = asyncio.create_task(self._producer.run_pump(), name="producer-pump")
@@ -100,8 +102,11 @@ class Worker:
         if failure is not None:
             raise WorkerFailed(failure)
 
-    def _build(self) -> None:
-        """The worker's parts: supervisor, sender, producer, lanes, router and the poller."""
+    def _build(self, egress: EgressPolicy | None = None) -> None:
+        """The worker's parts: supervisor, sender, producer, lanes, router and the poller.
+
+        `egress` is the address policy every request is checked against (None: no guard,
+        for component tests whose fake sender sends nothing)."""
         settings = self.settings
         delivery = settings.delivery
         loop = asyncio.get_running_loop()
@@ -113,6 +118,9 @@ class Worker:
             timeout_s=delivery.timeout_s,
             connect_timeout_s=delivery.connect_timeout_s,
             max_response_bytes=delivery.max_response_bytes,
+            egress=egress,
+            max_response_headers=settings.security.max_response_headers,
+            max_response_header_bytes=settings.security.max_response_header_bytes,
         )
         self._producer = self._given_producer or LoopProducer(
             producer_config(settings.kafka), supervisor.fail

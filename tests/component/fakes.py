@@ -90,7 +90,9 @@ class FakeSender:
     async def close(self) -> None:
         return None
 
-    async def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> HttpResult:
+    async def send(
+        self, url: str, body: bytes, headers: Mapping[str, str], ssl_context: object = None
+    ) -> HttpResult:
         answer: asyncio.Future[HttpResult] = asyncio.get_running_loop().create_future()
         self.requests.append(Request(url, body, headers, answer))
         self.arrived.set()

@@ -53,6 +53,11 @@ def error(text: str) -> HttpResult:
             DeadLetter("permanent failure: invalid-url", OutcomeClass.PERMANENT),
         ),
         (status(410), 1, Disable("endpoint gone: HTTP 410")),
+        (
+            error("blocked: 10.0.0.7"),
+            1,
+            DeadLetter("blocked address 10.0.0.7", OutcomeClass.PERMANENT),
+        ),
     ],
 )
 def test_next_step_table(result: HttpResult, attempt: int, expected: Step) -> None:
