@@ -247,13 +247,13 @@ async def test_a_sigkill_redelivers_at_most_what_was_not_committed(
         settings = build_settings(kafka_bootstrap, unique_name, tables, partitions=1)
         create_all_topics(settings, source_partitions=2)
         types = ["order.created"] * (SLOW_EVERY - 1) + ["slow.created"]
-        sent = produce_events(settings, 2_000, types)
+        sent = produce_events(settings, 1_000, types)
         config = tmp_path / "handover.toml"
         write_config(config, settings, tables)
 
         first = start_worker(config, stderr=subprocess.DEVNULL)
         try:
-            await receiver.wait_for(fast_count(1_000), WAIT_S)
+            await receiver.wait_for(fast_count(500), WAIT_S)
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait(10)
