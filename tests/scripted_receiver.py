@@ -1,0 +1,72 @@
+"""A receiver on 127.0.0.1 that answers each webhook by a script: per event id, the statuses
+of its first attempts (then 204). For tests of retries, where the answer must depend on the
+event and the attempt, not only on the endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass(frozen=True)
+class Attempt:
+    endpoint_id: str
+    event_id: str
+    at: float  # time.time() on arrival
+    status: int
+
+
+@dataclass
+class ScriptedReceiver:
+    # event id -> statuses of its first attempts; unscripted events and later attempts: 204
+    script: dict[str, list[int]] = field(default_factory=dict)
+    retry_after_s: dict[str, int] = field(default_factory=dict)  # event id -> Retry-After
+    always: dict[str, int] = field(default_factory=dict)  # endpoint id -> its only answer
+    attempts: list[Attempt] = field(default_factory=list)
+    url: str = ""
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    _runner: web.AppRunner | None = None
+
+    async def __aenter__(self) -> ScriptedReceiver:
+        app = web.Application()
+        app.router.add_post("/hooks/{endpoint_id}", self._on_hook)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _on_hook(self, request: web.Request) -> web.Response:
+        await request.read()
+        event_id = request.headers.get("webhook-id", "")
+        planned = self.script.get(event_id)
+        status = self.always.get(request.match_info["endpoint_id"]) or (
+            planned.pop(0) if planned else 204
+        )
+        self.attempts.append(
+            Attempt(request.match_info["endpoint_id"], event_id, time.time(), status)
+        )
+        self._arrived.set()
+        headers = {}
+        if status == 429 and event_id in self.retry_after_s:
+            headers["Retry-After"] = str(self.retry_after_s[event_id])
+        return web.Response(status=status, headers=headers)
+
+    def of(self, event_id: str) -> list[Attempt]:
+        return [a for a in self.attempts if a.event_id == event_id]
+
+    async def wait_until(self, done: Callable[[list[Attempt]], bool], timeout_s: float) -> None:
+        async with asyncio.timeout(timeout_s):
+            while not done(self.attempts):
+                self._arrived.clear()
+                await self._arrived.wait()
