@@ -119,7 +119,10 @@ def run_with(args: argparse.Namespace, broker: tuple[str, str]) -> RunResult:
             naive_per_s=_float(base.naive.get("deliveries_per_s")),
         )
         for workload in workloads:
-            result.workloads.append(_one(workload, ctx))
+            outcome = _one(workload, ctx)
+            result.workloads.append(outcome)
+            if outcome.name == "fast-sink" and outcome.status == "ok" and outcome.throughput:
+                ctx.fast_sink_per_s = outcome.throughput.deliveries_per_s
     if result.ok:
         shutil.rmtree(log_dir, ignore_errors=True)
     else:
