@@ -7,6 +7,7 @@ failed, whatever its speed.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -308,6 +309,25 @@ def failure_counts(
         healthy_first_attempt=sum(1 for p in healthy if first_ok.get(p, False)),
         lost=sum(1 for p in expected if p not in delivered and p not in dead),
     )
+
+
+def retry_gaps(
+    attempts: Iterable[Attempt], delays_s: Sequence[float]
+) -> dict[str, Percentiles | None]:
+    """Seconds from a request answered with a failure to the next request of the same pair,
+    minus the configured delay of its retry tier (the dispatcher spreads it by +/- 20%):
+    how late retries are taken back. Hangs are left out (their gap includes the timeout)."""
+    by_pair: dict[Pair, list[Attempt]] = {}
+    for a in sorted(attempts, key=lambda a: a.at):
+        by_pair.setdefault(a.pair, []).append(a)
+    late: dict[int, list[float]] = {tier: [] for tier in range(1, len(delays_s) + 1)}
+    for tries in by_pair.values():
+        for n, (before, after) in enumerate(itertools.pairwise(tries), start=1):
+            if before.status is None or before.ok:
+                continue
+            tier = min(n, len(delays_s))
+            late[tier].append(after.at - before.at - delays_s[tier - 1])
+    return {f"tier {tier} ({delays_s[tier - 1]:g} s)": percentiles(v) for tier, v in late.items()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,6 +128,7 @@ def failure_figures(
         max_attempts=w.max_attempts,
         failing_endpoints=failing,
         counts=counts,
+        retry_lateness_s=acc.retry_gaps(attempts, w.retry_delays_s),
         healthy=healthy,
         fast_sink_per_s=ctx.fast_sink_per_s,
         ratio_first_attempt_to_fast_sink=acc.ratio(

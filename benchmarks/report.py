@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks.results import RunResult, WorkloadResult
+from benchmarks.results import FailureResult, RunResult, WorkloadResult
 
 COLUMNS = (
     ("workload", 17),
@@ -95,9 +95,18 @@ def failures_text(w: WorkloadResult) -> str:
         f"{c.failing_attempts_min}-{c.failing_attempts_max} requests each "
         f"(dead letters say {c.failing_claimed_attempts})\n"
         f"  reasons: {c.reasons}\n"
+        f"  retries later than their tier's delay (p50/p99/max s): {_lateness(f)}\n"
         f"  lost = expected - delivered - dead-lettered = {w.counts.expected} - "
         f"{w.counts.distinct} - {w.counts.dead_lettered} = {w.counts.lost}"
     )
+
+
+def _lateness(f: FailureResult) -> str:
+    parts = []
+    for tier, p in f.retry_lateness_s.items():
+        figures = "-" if p is None else f"{p.p50:+.2f}/{p.p99:+.2f}/{p.max:+.2f} (n={p.count})"
+        parts.append(f"{tier} {figures}")
+    return "; ".join(parts)
 
 
 def baselines_text(result: RunResult) -> str:

@@ -48,6 +48,7 @@ class FailureResult:
     max_attempts: int
     failing_endpoints: tuple[str, ...]
     counts: FailureCounts  # from the receiver's records and the DLQ topic
+    retry_lateness_s: dict[str, Percentiles | None]  # next request - failed one - tier delay
     healthy: HealthyRates
     fast_sink_per_s: float | None  # fast-sink's deliveries/s in the same run, if it ran
     ratio_first_attempt_to_fast_sink: float | None  # target: at least 0.9

@@ -124,8 +124,8 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload(
         name="failures",
         shows="retries, the DLQ and isolation: 10% 503, 1% hang past timeout_s, one endpoint 500",
-        full=Size(events=50_000, endpoints=100),
-        quick=Size(events=10_000, endpoints=100),
+        full=Size(events=100_000, endpoints=100),
+        quick=Size(events=30_000, endpoints=100),
         sink=SinkSpec(
             kind=SinkKind.RECEIVER,
             status=204,
