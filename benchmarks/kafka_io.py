@@ -11,8 +11,10 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from benchmarks.accounting import DeadLetter
 from benchmarks.events import Event
 from dispatcher import local_kafka
+from dispatcher.codec import decode_dead_letter
 
 ADMIN_TIMEOUT_S = 30.0
 QUIET_LOG_LEVEL = 4  # librdkafka's warnings and errors only, not its notices
@@ -186,3 +188,60 @@ def topic_records(bootstrap: str, topic: str) -> int:
         return total
     finally:
         consumer.close()
+
+
+def read_dead_letters(bootstrap: str, topic: str) -> list[DeadLetter]:
+    """Every record of a dead-letter topic up to its high watermarks, decoded; [] when the
+    topic does not exist. A record that does not decode is kept with its reason."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "bench-dead-letters",
+            "enable.auto.commit": False,
+            "log_level": QUIET_LOG_LEVEL,
+        }
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=ADMIN_TIMEOUT_S).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return []
+        wanted: dict[int, int] = {}
+        assignment = []
+        for partition in meta.partitions:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=ADMIN_TIMEOUT_S
+            )
+            if high > low:
+                wanted[partition] = high
+                assignment.append(TopicPartition(topic, partition, low))
+        if not assignment:
+            return []
+        consumer.assign(assignment)
+        letters: list[DeadLetter] = []
+        deadline = time.monotonic() + ADMIN_TIMEOUT_S * 2
+        while wanted and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, timeout=1.0):
+                if msg.error() is not None:
+                    continue
+                letters.append(_dead_letter(msg.value() or b""))
+                partition, offset = msg.partition(), msg.offset()
+                if partition in wanted and offset is not None and offset + 1 >= wanted[partition]:
+                    del wanted[partition]
+        if wanted:
+            raise RuntimeError(f"{topic}: could not read partitions {sorted(wanted)} to the end")
+        return letters
+    finally:
+        consumer.close()
+
+
+def _dead_letter(value: bytes) -> DeadLetter:
+    try:
+        record = decode_dead_letter(value)
+    except Exception as exc:  # counted as a record naming no expected pair
+        return DeadLetter(None, None, f"undecodable dead letter: {exc}", 0)
+    return DeadLetter(
+        endpoint=record.get("endpoint_id"),
+        event_id=record.get("event_id"),
+        reason=str(record.get("reason")),
+        attempts=int(record.get("attempts") or 0),
+    )

@@ -11,9 +11,10 @@ from benchmarks.accounting import Counts, Receipt
 from benchmarks.events import seq_of
 from benchmarks.plan import Plan
 from benchmarks.procs import ProcSample
-from benchmarks.results import LatencyRun, Resources, Throughput, WorkloadResult
+from benchmarks.results import FailureResult, LatencyRun, Resources, Throughput, WorkloadResult
 from benchmarks.sinks import Sink
 from benchmarks.sinks.nginx import NginxSink
+from benchmarks.sinks.receiver import ReceiverSink
 
 DUPLICATE_EXAMPLES = 5
 
@@ -29,6 +30,7 @@ class Context:
     log_dir: Path
     ceiling_per_s: float | None
     naive_per_s: float | None
+    fast_sink_per_s: float | None = None  # set once fast-sink ran in this run
 
 
 @dataclass
@@ -107,19 +109,59 @@ def _failures(plan: Plan, counts: Counts, lat: LatencyRun | None, dlq: int) -> l
     return found
 
 
+def failure_figures(
+    plan: Plan,
+    sink: ReceiverSink,
+    ctx: Context,
+    obs: Observation,
+    expected: set[acc.Pair],
+    dead_letters: list[acc.DeadLetter],
+) -> FailureResult:
+    w = plan.workload
+    failing = w.failing_endpoint_ids()
+    attempts = sink.attempts(plan.prefix)
+    counts = acc.failure_counts(expected, attempts, dead_letters, failing)
+    healthy = acc.healthy_rates(attempts, failing, obs.started)
+    return FailureResult(
+        timeout_s=w.timeout_s,
+        retry_delays_s=w.retry_delays_s,
+        max_attempts=w.max_attempts,
+        failing_endpoints=failing,
+        counts=counts,
+        retry_lateness_s=acc.retry_gaps(attempts, w.retry_delays_s),
+        healthy=healthy,
+        fast_sink_per_s=ctx.fast_sink_per_s,
+        ratio_first_attempt_to_fast_sink=acc.ratio(
+            healthy.first_attempt_per_s, ctx.fast_sink_per_s
+        ),
+        ratio_total_to_fast_sink=acc.ratio(healthy.total_per_s, ctx.fast_sink_per_s),
+    )
+
+
 def summarize(plan: Plan, sink: Sink, ctx: Context, obs: Observation) -> WorkloadResult:
     w = plan.workload
     receipts = sorted(sink.receipts(plan.prefix), key=lambda r: r.at)  # stable: log order
     expected = plan.expected(plan.prefix, plan.size.events)
-    counts = acc.count(expected, receipts)
+    dlq_topic = f"{plan.topic_prefix}.dlq"
+    fig: FailureResult | None = None
+    if w.dead_letters_expected and isinstance(sink, ReceiverSink):
+        letters = kafka_io.read_dead_letters(ctx.bootstrap, dlq_topic)
+        dead_pairs = [p for p in (d.pair for d in letters) if p is not None]
+        counts = acc.count(expected, receipts, dead_pairs)
+        fig = failure_figures(plan, sink, ctx, obs, expected, letters)
+        dlq = len(letters)
+    else:
+        counts = acc.count(expected, receipts)
+        dlq = kafka_io.topic_records(ctx.bootstrap, dlq_topic)
     tput = throughput(expected, receipts, obs.started)
     lat = latency_run(plan, sink, obs)
-    dlq = kafka_io.topic_records(ctx.bootstrap, f"{plan.topic_prefix}.dlq")
     lane_of = plan.lane_of()
     violations = None
     if lane_of is not None:
         violations = acc.order_violations(receipts, lane_of, seq_of)
     failures = [*obs.failures, *_failures(plan, counts, lat, dlq)]
+    if fig is not None:
+        failures += [p for p in fig.counts.problems() if not p.startswith("lost")]
     if violations:
         failures.append(f"{violations} deliveries out of order")
     return WorkloadResult(
@@ -146,6 +188,7 @@ def summarize(plan: Plan, sink: Sink, ctx: Context, obs: Observation) -> Workloa
         exit_code=obs.exit_code,
         duplicate_examples=tuple(acc.repeated(receipts, DUPLICATE_EXAMPLES)),
         log_tail=obs.log_tail if failures else "",
+        failures_workload=fig,
     )
 
 

@@ -62,6 +62,8 @@ class Plan:
             source_topic=self.source_topic,
             topic_prefix=self.topic_prefix,
             endpoints=endpoints,
+            retry_delays_s=w.retry_delays_s,
+            timeout_s=w.timeout_s,
         )
 
     def event(self, prefix: str, seq: int, epoch_s: float) -> Event:

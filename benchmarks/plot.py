@@ -61,10 +61,39 @@ def _latency(ax: Axes, result: RunResult) -> None:
     ax.legend(fontsize="small")
 
 
+def _failures(ax: Axes, w: WorkloadResult) -> None:
+    f = w.failures_workload
+    assert f is not None
+    names = ["healthy\nfirst attempt", "healthy\ntotal", "fast-sink\n(same run)"]
+    rates = [f.healthy.first_attempt_per_s, f.healthy.total_per_s, f.fast_sink_per_s or 0.0]
+    ax.bar(names, rates, color=["tab:blue", "tab:cyan", "tab:grey"])
+    if f.fast_sink_per_s:
+        target = 0.9 * f.fast_sink_per_s
+        ax.axhline(target, color="tab:green", linestyle="--", label="target 0.9 x fast-sink")
+        ax.legend(loc="upper right", fontsize="small")
+    c = f.counts
+    ax.text(
+        0.01,
+        0.97,
+        f"retries {c.retries:,}   dead-lettered {w.counts.dead_lettered:,} "
+        f"(always-500 {c.failing_dead_lettered}/{c.failing_expected}, "
+        f"exhausted {c.exhausted})   lost {w.counts.lost}",
+        transform=ax.transAxes,
+        va="top",
+        fontsize="small",
+    )
+    ax.set_ylabel("deliveries/s (receiver-counted)")
+    ax.set_title(f"{_label(w)}: healthy endpoints against fast-sink")
+
+
 def draw(result: RunResult, path: Path) -> Path:
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 9))
-    _throughput(top, result)
-    _latency(bottom, result)
+    failing = [w for w in result.workloads if w.failures_workload is not None]
+    rows = 2 + len(failing)
+    fig, axes = plt.subplots(rows, 1, figsize=(11, 4.5 * rows))
+    _throughput(axes[0], result)
+    _latency(axes[1], result)
+    for ax, w in zip(axes[2:], failing, strict=True):
+        _failures(ax, w)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

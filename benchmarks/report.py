@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks.results import RunResult, WorkloadResult
+from benchmarks.results import FailureResult, RunResult, WorkloadResult
 
 COLUMNS = (
     ("workload", 17),
@@ -71,6 +71,44 @@ def table(result: RunResult) -> str:
     return "\n".join(lines)
 
 
+def failures_text(w: WorkloadResult) -> str:
+    """The failures workload's own lines, below the table."""
+    f = w.failures_workload
+    if f is None:
+        return ""
+    c, h = f.counts, f.healthy
+    fast = _num(f.fast_sink_per_s, ",.0f")
+    return (
+        f"{w.name} (timeout {f.timeout_s:g} s, retry delays {list(f.retry_delays_s)} s, "
+        f"max attempts {f.max_attempts}; always failing: {', '.join(f.failing_endpoints)}):\n"
+        f"  healthy endpoints: first-attempt {h.first_attempt_per_s:,.0f}/s "
+        f"(x fast-sink {_num(f.ratio_first_attempt_to_fast_sink, '.2f')}, target 0.90), "
+        f"total {h.total_per_s:,.0f}/s (x fast-sink {_num(f.ratio_total_to_fast_sink, '.2f')}), "
+        f"steady first-attempt {h.steady_first_attempt_per_s:,.0f}/s; fast-sink {fast}/s\n"
+        f"  healthy: {c.healthy_delivered}/{c.healthy_expected} delivered, "
+        f"{c.healthy_first_attempt} at the first attempt, {c.exhausted} dead-lettered\n"
+        f"  receiver: {c.attempts} requests, {c.retries} retries, answers {c.answers}\n"
+        f"  DLQ: {c.dead_letter_records} records, {c.dead_lettered} pairs never delivered, "
+        f"{c.dead_lettered_and_delivered} delivered too, {c.dead_letter_repeats} repeats, "
+        f"{c.dead_letters_unexpected} unexpected; always-failing "
+        f"{c.failing_dead_lettered}/{c.failing_expected} dead-lettered, "
+        f"{c.failing_attempts_min}-{c.failing_attempts_max} requests each "
+        f"(dead letters say {c.failing_claimed_attempts})\n"
+        f"  reasons: {c.reasons}\n"
+        f"  retries later than their tier's delay (p50/p99/max s): {_lateness(f)}\n"
+        f"  lost = expected - delivered - dead-lettered = {w.counts.expected} - "
+        f"{w.counts.distinct} - {w.counts.dead_lettered} = {w.counts.lost}"
+    )
+
+
+def _lateness(f: FailureResult) -> str:
+    parts = []
+    for tier, p in f.retry_lateness_s.items():
+        figures = "-" if p is None else f"{p.p50:+.2f}/{p.p99:+.2f}/{p.max:+.2f} (n={p.count})"
+        parts.append(f"{tier} {figures}")
+    return "; ".join(parts)
+
+
 def baselines_text(result: RunResult) -> str:
     b = result.baselines
     return (
@@ -89,4 +127,7 @@ def _f(value: object) -> float | None:
 def summary(result: RunResult) -> str:
     failed = [w.name for w in result.workloads if w.status != "ok"]
     verdict = "all workloads ok" if not failed else f"FAILED: {', '.join(failed)}"
-    return f"{baselines_text(result)}\n\n{table(result)}\n\n{verdict}"
+    extra = "".join(
+        f"\n\n{failures_text(w)}" for w in result.workloads if w.failures_workload is not None
+    )
+    return f"{baselines_text(result)}\n\n{table(result)}{extra}\n\n{verdict}"

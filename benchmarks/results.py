@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.accounting import Counts, Percentiles
+from benchmarks.accounting import Counts, FailureCounts, HealthyRates, Percentiles
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -40,6 +40,22 @@ class Resources:
 
 
 @dataclass(frozen=True, slots=True)
+class FailureResult:
+    """The failures workload: retries, dead letters and the healthy endpoints' rate."""
+
+    timeout_s: float
+    retry_delays_s: tuple[float, ...]
+    max_attempts: int
+    failing_endpoints: tuple[str, ...]
+    counts: FailureCounts  # from the receiver's records and the DLQ topic
+    retry_lateness_s: dict[str, Percentiles | None]  # next request - failed one - tier delay
+    healthy: HealthyRates
+    fast_sink_per_s: float | None  # fast-sink's deliveries/s in the same run, if it ran
+    ratio_first_attempt_to_fast_sink: float | None  # target: at least 0.9
+    ratio_total_to_fast_sink: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class WorkloadResult:
     name: str
     shows: str
@@ -64,6 +80,7 @@ class WorkloadResult:
     exit_code: int | None
     duplicate_examples: tuple[tuple[str, str, list[float]], ...] = ()  # endpoint, id, times
     log_tail: str = ""
+    failures_workload: FailureResult | None = None  # the failures workload's own figures
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these workloads")
     parser.add_argument("--events", type=int, help="override every workload's event count")
     parser.add_argument("--results-dir", type=Path, default=results.RESULTS_DIR)
+    parser.add_argument(
+        "--keep-logs",
+        action="store_true",
+        help="keep the dispatcher logs and sink records of a run that passed, too",
+    )
     return parser.parse_args(argv)
 
 
@@ -119,11 +124,14 @@ def run_with(args: argparse.Namespace, broker: tuple[str, str]) -> RunResult:
             naive_per_s=_float(base.naive.get("deliveries_per_s")),
         )
         for workload in workloads:
-            result.workloads.append(_one(workload, ctx))
-    if result.ok:
+            outcome = _one(workload, ctx)
+            result.workloads.append(outcome)
+            if outcome.name == "fast-sink" and outcome.status == "ok" and outcome.throughput:
+                ctx.fast_sink_per_s = outcome.throughput.deliveries_per_s
+    if result.ok and not args.keep_logs:
         shutil.rmtree(log_dir, ignore_errors=True)
     else:
-        report.progress(f"logs of the failed run kept in {log_dir}")
+        report.progress(f"logs of the run kept in {log_dir}")
     return result
 
 

@@ -8,6 +8,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from confluent_kafka import KafkaException
+
 from benchmarks import accounting as acc
 from benchmarks import kafka_io
 from benchmarks.dispatcher_proc import RunningDispatcher, config_toml, create_topics
@@ -56,6 +58,45 @@ def wait_for(
         time.sleep(POLL_S)
 
 
+def wait_for_settled(
+    sink: ReceiverSink,
+    dlq_topic: str,
+    ctx: Context,
+    target: int,
+    quiet_s: float,
+    disp: RunningDispatcher,
+    obs: Observation,
+) -> str:
+    """A failure workload is done when 2xx answers plus dead letters reach `target` and the
+    receiver then got no request for `quiet_s` (longer than a timeout plus the longest
+    retry delay, so no retry is still due). "" then, else why it stopped short."""
+    limit_s = max(MIN_TIMEOUT_S, target / MIN_RATE_PER_S) + 10 * quiet_s
+    start = time.monotonic()
+    last_total, last_change, last_dlq_read = -1, start, 0.0
+    dead = 0
+    while True:
+        total, ok = sink.answered()
+        now = time.monotonic()
+        if obs.cpu_at_first is None and ok:
+            obs.cpu_at_first = disp.sample().cpu_s
+        if total != last_total:
+            last_total, last_change = total, now
+        if now - last_dlq_read >= 1.0:  # a watermark read per partition: not every poll
+            last_dlq_read = now
+            # A topic just created may have no leader yet: read it again next time.
+            with contextlib.suppress(KafkaException):
+                dead = kafka_io.topic_records(ctx.bootstrap, dlq_topic)
+        if ok + dead >= target and now - last_change >= quiet_s:
+            return ""
+        if not disp.alive():
+            return f"dispatcher exited after {ok} 2xx and {dead} dead letters of {target}"
+        if now - last_change > max(STALL_S, quiet_s * 2):
+            return f"no request for {now - last_change:.0f} s at {ok} 2xx + {dead} dead/{target}"
+        if now - start > limit_s:
+            return f"timeout after {limit_s:.0f} s at {ok} 2xx + {dead} dead/{target}"
+        time.sleep(POLL_S)
+
+
 @contextlib.contextmanager
 def sink_for(workload: Workload, ctx: Context) -> Iterator[Sink]:
     if workload.sink.kind is SinkKind.NGINX:
@@ -97,12 +138,18 @@ def _observe(plan: Plan, sink: Sink, ctx: Context) -> Observation:
     disp = _start(plan, sink, ctx)
     obs = Observation(started=time.time())
     try:
-        target = plan.workload.expected_deliveries(plan.size)
-        reason = wait_for(sink, plan.prefix, target, disp, obs)
+        w = plan.workload
+        target = w.expected_deliveries(plan.size)
+        if w.dead_letters_expected and isinstance(sink, ReceiverSink):
+            quiet_s = w.timeout_s + max(w.retry_delays_s, default=0.0) + 2.0
+            dlq = f"{plan.topic_prefix}.dlq"
+            reason = wait_for_settled(sink, dlq, ctx, target, quiet_s, disp, obs)
+        else:
+            reason = wait_for(sink, plan.prefix, target, disp, obs)
         obs.sample = disp.sample()
         if reason:
             obs.failures.append(reason)
-        else:
+        elif w.latency_run:
             _paced(plan, sink, ctx, disp, obs, acc.rate(target, time.time() - obs.started))
         obs.peak_rss_bytes = disp.sample().peak_rss_bytes
     finally:

@@ -23,6 +23,9 @@ class SinkSpec:
     status: int = 204
     fail_ratio: float = 0.0
     hang_ratio: float = 0.0
+    # Endpoints (by index) that answer every request with `failing_status`, whatever the rest.
+    failing_endpoints: tuple[int, ...] = ()
+    failing_status: int = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,9 @@ class Workload:
     source_partitions: int = 12
     theoretical_rate: float | None = None  # deliveries/s the shape allows, when it caps
     dead_letters_expected: bool = False  # failure workloads: DLQ records are not a failure
+    timeout_s: float = 10.0  # [delivery] timeout_s
+    retry_delays_s: tuple[float, ...] = (1.0, 5.0, 30.0)  # max_attempts is one more
+    latency_run: bool = True  # the paced run after the throughput phase
 
     def size(self, profile: str) -> Size:
         return self.full if profile == "full" else self.quick
@@ -65,6 +71,13 @@ class Workload:
 
     def expected_deliveries(self, size: Size) -> int:
         return size.events * self.subscribers_per_type
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.retry_delays_s) + 1
+
+    def failing_endpoint_ids(self) -> tuple[str, ...]:
+        return tuple(endpoint_id(i) for i in self.sink.failing_endpoints)
 
 
 def endpoint_id(index: int) -> str:
@@ -107,6 +120,24 @@ WORKLOADS: tuple[Workload, ...] = (
         full=Size(events=50_000, endpoints=200),
         quick=Size(events=20_000, endpoints=200),
         ordering="endpoint",
+    ),
+    Workload(
+        name="failures",
+        shows="retries, the DLQ and isolation: 10% 503, 1% hang past timeout_s, one endpoint 500",
+        full=Size(events=100_000, endpoints=100),
+        quick=Size(events=30_000, endpoints=100),
+        sink=SinkSpec(
+            kind=SinkKind.RECEIVER,
+            status=204,
+            fail_ratio=0.10,
+            hang_ratio=0.01,
+            failing_endpoints=(0,),
+            failing_status=500,
+        ),
+        timeout_s=1.0,
+        retry_delays_s=(0.5, 1.0, 2.0),
+        dead_letters_expected=True,
+        latency_run=False,  # a 503 is not a delivery: latency is fast-sink's business
     ),
 )
 

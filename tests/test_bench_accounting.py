@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from benchmarks import accounting as acc
-from benchmarks.accounting import Receipt
+from benchmarks.accounting import Attempt, DeadLetter, Receipt
 from benchmarks.dispatcher_proc import config_toml
 from benchmarks.events import TARGET_BODY_BYTES, make_event, seq_of
 from benchmarks.headroom import lua_script, parse_wrk
@@ -21,7 +21,7 @@ from benchmarks.plan import Plan
 from benchmarks.procs import ProcSample, sample_tree
 from benchmarks.sinks.access_log import parse_line
 from benchmarks.sinks.nginx import nginx_conf
-from benchmarks.sinks.receiver import parse_record, total_from_stats
+from benchmarks.sinks.receiver import ok_from_stats, parse_attempt, parse_record, total_from_stats
 from benchmarks.workloads import WORKLOADS, Size, by_name, endpoint_id
 from dispatcher.config import load_settings
 from dispatcher.model import Ordering
@@ -283,3 +283,149 @@ def test_a_broken_workload_is_failed_with_everything_lost() -> None:
     assert result.counts.expected == 40
     assert result.counts.lost == 40
     assert result.failures == ("RuntimeError: dispatcher topics failed",)
+
+
+# --- the failures workload ------------------------------------------------------------
+
+
+def a(endpoint: str, event: str, at: float, status: int | None) -> Attempt:
+    return Attempt(endpoint, event, at, status)
+
+
+def dl(endpoint: str | None, event: str | None, attempts: int = 4) -> DeadLetter:
+    return DeadLetter(endpoint, event, "attempts exhausted: HTTP 500", attempts)
+
+
+def test_dead_lettered_pairs_are_not_lost() -> None:
+    expected = {("e1", "x-1"), ("e1", "x-2"), ("bad", "x-3"), ("e1", "x-4")}
+    receipts = [r("e1", "x-1"), r("e1", "x-2")]
+    counts = acc.count(expected, receipts, [("bad", "x-3"), ("e1", "x-1")])
+    assert counts.distinct == 2
+    assert counts.dead_lettered == 1  # x-1 was delivered: its dead letter is not counted
+    assert counts.lost == 1  # x-4: neither delivered nor dead-lettered
+    assert counts.distinct + counts.dead_lettered + counts.lost == counts.expected
+    assert acc.count(expected, receipts).lost == 2  # without the DLQ, x-3 is lost too
+
+
+def test_failure_counts_from_receiver_and_dlq() -> None:
+    expected = {("ep-0", "x-1"), ("ep-0", "x-2"), ("ep-1", "x-1"), ("ep-1", "x-2"), ("ep-2", "x-3")}
+    attempts = [
+        # the always-failing endpoint: four 500s for x-1, but x-2 only three times
+        *(a("ep-0", "x-1", t, 500) for t in (0.0, 1.0, 2.0, 3.0)),
+        *(a("ep-0", "x-2", t, 500) for t in (0.0, 1.0, 2.0)),
+        a("ep-1", "x-1", 0.1, 204),  # first attempt
+        a("ep-1", "x-2", 0.2, 503),
+        a("ep-1", "x-2", 0.8, None),  # held open, then retried
+        a("ep-1", "x-2", 2.0, 204),
+        a("ep-1", "x-2", 2.1, 204),  # a repeat: one delivery
+        a("ep-2", "x-3", 0.3, 503),  # exhausted, dead-lettered below
+    ]
+    letters = [
+        dl("ep-0", "x-1"),
+        dl("ep-0", "x-2", attempts=3),
+        dl("ep-2", "x-3"),
+        dl("ep-2", "x-3"),  # a repeat
+        dl("ep-1", "x-1"),  # although delivered
+        dl(None, None),  # an undecodable record
+        dl("ep-9", "y-1"),  # not this workload's
+    ]
+    fc = acc.failure_counts(expected, attempts, letters, {"ep-0"})
+    assert fc.attempts == 13
+    assert fc.retries == 13 - 5
+    assert fc.answers == {"204": 3, "500": 7, "503": 2, "hung": 1}
+    assert fc.dead_letter_records == 5
+    assert fc.dead_lettered == 3  # ep-0 x-1, ep-0 x-2, ep-2 x-3
+    assert fc.dead_lettered_and_delivered == 1
+    assert fc.dead_letter_repeats == 1
+    assert fc.dead_letters_unexpected == 2
+    assert fc.failing_expected == 2
+    assert fc.failing_dead_lettered == 2
+    assert fc.failing_delivered == 0
+    assert (fc.failing_attempts_min, fc.failing_attempts_max) == (3, 4)
+    assert fc.failing_claimed_attempts == {3: 1, 4: 1}
+    assert fc.exhausted == 1
+    assert (fc.healthy_expected, fc.healthy_delivered, fc.healthy_first_attempt) == (3, 2, 1)
+    assert fc.lost == 0
+    assert fc.problems() == []
+
+
+def test_failure_counts_name_what_went_wrong() -> None:
+    expected = {("ep-0", "x-1"), ("ep-0", "x-2"), ("ep-1", "x-1")}
+    attempts = [a("ep-0", "x-1", 0.0, 204), a("ep-0", "x-2", 0.0, 500)]
+    fc = acc.failure_counts(expected, attempts, [], {"ep-0"})
+    assert fc.lost == 2  # ep-0 x-2 (not dead-lettered) and ep-1 x-1 (never requested)
+    assert fc.failing_delivered == 1
+    problems = fc.problems()
+    assert problems[0].startswith("lost 2")
+    assert "2 deliveries of the always-failing endpoint not in the DLQ" in problems
+    assert "1 2xx on the always-failing endpoint" in problems
+
+
+def test_healthy_rates_first_attempt_and_total() -> None:
+    attempts = [
+        a("ep-0", "x-1", 101.0, 500),  # the failing endpoint does not count
+        a("ep-1", "x-1", 101.0, 204),
+        a("ep-1", "x-2", 102.0, 204),
+        a("ep-1", "x-3", 102.0, 503),
+        a("ep-1", "x-3", 104.0, 204),
+    ]
+    rates = acc.healthy_rates(attempts, {"ep-0"}, started=100.0)
+    assert rates.first_attempt_per_s == 2 / 2.0
+    assert rates.total_per_s == 3 / 4.0
+    assert rates.steady_first_attempt_per_s == 2 / 1.0
+    assert acc.healthy_rates([], {"ep-0"}, 0.0) == acc.HealthyRates(0.0, 0.0, 0.0)
+
+
+def test_retry_gaps_per_tier_without_hangs() -> None:
+    attempts = [
+        a("e", "x-1", 10.0, 503),
+        a("e", "x-1", 10.75, 503),  # tier 1 (0.5 s): 0.25 s late
+        a("e", "x-1", 11.75, 204),  # tier 2 (1 s): on time
+        a("e", "x-2", 10.0, None),  # a hang: its gap includes the timeout
+        a("e", "x-2", 11.5, 503),
+        a("e", "x-2", 11.9, 204),  # tier 2 after two attempts: 0.6 s early
+    ]
+    gaps = acc.retry_gaps(attempts, (0.5, 1.0))
+    tier1, tier2 = gaps["tier 1 (0.5 s)"], gaps["tier 2 (1 s)"]
+    assert tier1 is not None
+    assert tier1.count == 1
+    assert tier1.max == pytest.approx(0.25)
+    assert tier2 is not None
+    assert tier2.count == 2
+    assert tier2.p50 == pytest.approx(-0.6)
+    assert tier2.max == pytest.approx(0.0)
+    assert acc.retry_gaps([], (0.5,)) == {"tier 1 (0.5 s)": None}
+
+
+def test_receiver_attempts_keep_every_answer() -> None:
+    line = '{"endpoint":"ep-1","webhook_id":"r-x-000000001","at":1.5,"status":503}'
+    assert parse_attempt(line) == Attempt("ep-1", "r-x-000000001", 1.5, 503)
+    hung = parse_attempt(line.replace("503", "null"))
+    assert hung is not None
+    assert hung.status is None
+    assert not hung.ok
+    assert parse_attempt(line.replace('"r-x-000000001"', "null")) is None
+    statuses: dict[str, object] = {
+        "a": {"statuses": {"204": 3, "503": 1, "hung": 1}},
+        "b": {"statuses": {"200": 2}},
+    }
+    assert ok_from_stats({"total": 7, "endpoints": statuses}) == 5
+
+
+def test_failures_workload_config(tmp_path: Path) -> None:
+    workload = by_name(["failures"])[0]
+    assert workload.dead_letters_expected
+    assert not workload.latency_run
+    assert workload.failing_endpoint_ids() == ("ep-00000",)
+    assert workload.sink.fail_ratio == 0.10
+    assert workload.sink.hang_ratio == 0.01
+    plan = Plan(workload, Size(events=10, endpoints=3), "r1")
+    conf = plan.dispatcher_conf("127.0.0.1:1", lambda e: f"http://127.0.0.1:9/hooks/{e}")
+    path = tmp_path / "dispatcher.toml"
+    path.write_text(config_toml(conf))
+    settings = load_settings(path, environ={})
+    assert settings.delivery.timeout_s == workload.timeout_s
+    assert settings.delivery.retry_delays_s == workload.retry_delays_s
+    assert settings.delivery.max_attempts == workload.max_attempts == 4
+    assert settings.delivery.permanent_statuses == ()  # the 500s are retried, then dead
+    assert [str(n) for n in settings.security.allow_networks] == ["127.0.0.0/8"]

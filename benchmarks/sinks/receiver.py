@@ -14,13 +14,26 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from benchmarks.accounting import Receipt
+from benchmarks.accounting import Attempt, Receipt
 from benchmarks.procs import free_port, stop_process, wait_for_port
 from benchmarks.sinks import prefix_of
-from benchmarks.workloads import SinkSpec
+from benchmarks.workloads import SinkSpec, endpoint_id
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 30.0
+
+
+def parse_attempt(line: str) -> Attempt | None:
+    """A request from one stats-file line (`endpoint`, `webhook_id`, `at`, `status`),
+    whatever its answer (status None: held open until the client gave up)."""
+    line = line.strip()
+    if not line:
+        return None
+    record = json.loads(line)
+    status = record.get("status")
+    if not record.get("webhook_id") or not (status is None or isinstance(status, int)):
+        return None
+    return Attempt(str(record["endpoint"]), str(record["webhook_id"]), float(record["at"]), status)
 
 
 def parse_record(line: str) -> Receipt | None:
@@ -28,14 +41,10 @@ def parse_record(line: str) -> Receipt | None:
 
     Only a 2xx answer is a delivery: a 503, a 401 or a request held open is not.
     """
-    line = line.strip()
-    if not line:
+    attempt = parse_attempt(line)
+    if attempt is None or not attempt.ok:
         return None
-    record = json.loads(line)
-    status = record.get("status")
-    if not isinstance(status, int) or not 200 <= status < 300 or not record.get("webhook_id"):
-        return None
-    return Receipt(str(record["endpoint"]), str(record["webhook_id"]), float(record["at"]))
+    return Receipt(attempt.endpoint, attempt.webhook_id, attempt.at)
 
 
 def total_from_stats(stats: dict[str, object]) -> int:
@@ -44,6 +53,19 @@ def total_from_stats(stats: dict[str, object]) -> int:
     if not isinstance(total, int):
         raise RuntimeError(f"the receiver's /stats has no integer 'total': {stats}")
     return total
+
+
+def ok_from_stats(stats: dict[str, object]) -> int:
+    """Requests answered 2xx so far (repeats included), from `GET /stats`."""
+    endpoints = stats.get("endpoints")
+    if not isinstance(endpoints, dict):
+        raise RuntimeError(f"the receiver's /stats has no 'endpoints': {stats}")
+    return sum(
+        n
+        for counts in endpoints.values()
+        for status, n in counts.get("statuses", {}).items()
+        if status.isdigit() and 200 <= int(status) < 300
+    )
 
 
 class ReceiverSink:
@@ -57,12 +79,16 @@ class ReceiverSink:
         self._proc: subprocess.Popen[bytes] | None = None
         self._offsets: dict[str, int] = {}
         self._receipts: dict[str, list[Receipt]] = {}
+        self._attempts: dict[str, list[Attempt]] = {}
 
     def __enter__(self) -> ReceiverSink:
         cmd = [sys.executable, "-m", "dispatcher.receiver", "--port", str(self.port)]
         cmd += ["--latency-ms", str(self._spec.latency_ms), "--status", str(self._spec.status)]
         cmd += ["--fail-ratio", str(self._spec.fail_ratio)]
         cmd += ["--hang-ratio", str(self._spec.hang_ratio)]
+        for index in self._spec.failing_endpoints:
+            behaviour = f"{endpoint_id(index)}=0:{self._spec.failing_status}"
+            cmd += ["--endpoint-behaviour", behaviour]
         cmd += ["--stats-file", str(self._records_file)]
         with self._output.open("wb") as output:
             self._proc = subprocess.Popen(cmd, stdout=output, stderr=subprocess.STDOUT)
@@ -85,11 +111,21 @@ class ReceiverSink:
     def url(self, endpoint_id: str) -> str:
         return f"http://127.0.0.1:{self.port}/hooks/{endpoint_id}"
 
+    def _stats(self) -> dict[str, object]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=5) as resp:
+            stats: dict[str, object] = json.loads(resp.read())
+            return stats
+
     def _total(self) -> int:
         if self._proc is None:
             return 0
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=5) as resp:
-            return total_from_stats(json.loads(resp.read()))
+        return total_from_stats(self._stats())
+
+    def answered(self) -> tuple[int, int]:
+        """(requests, 2xx answers) since the receiver started, repeats included.
+        Only for a receiver that serves one prefix (the failures workload's)."""
+        stats = self._stats()
+        return total_from_stats(stats), ok_from_stats(stats)
 
     def watch(self, prefix: str) -> None:
         """Counting starts now: the receiver counts all requests, not per prefix."""
@@ -103,12 +139,22 @@ class ReceiverSink:
         """Stop the receiver: it writes its records on SIGTERM."""
         self._stop()
         self._receipts = {}
+        self._attempts = {}
         if not self._records_file.exists():
             return
         for line in self._records_file.read_text().splitlines():
-            receipt = parse_record(line)
-            if receipt is not None:
-                self._receipts.setdefault(prefix_of(receipt.webhook_id), []).append(receipt)
+            attempt = parse_attempt(line)
+            if attempt is None:
+                continue
+            prefix = prefix_of(attempt.webhook_id)
+            self._attempts.setdefault(prefix, []).append(attempt)
+            if attempt.ok:
+                receipt = Receipt(attempt.endpoint, attempt.webhook_id, attempt.at)
+                self._receipts.setdefault(prefix, []).append(receipt)
 
     def receipts(self, prefix: str) -> list[Receipt]:
         return list(self._receipts.get(prefix, []))
+
+    def attempts(self, prefix: str) -> list[Attempt]:
+        """Every request for ids `<prefix>-...`, whatever its answer, in record order."""
+        return list(self._attempts.get(prefix, []))
