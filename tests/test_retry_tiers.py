@@ -4,6 +4,7 @@ the lane, wait in `<prefix>.retry.<n>`, and come back to the endpoint's owner wh
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 import subprocess
 import time
@@ -57,7 +58,7 @@ async def test_failures_come_back_through_the_tiers_when_due_and_the_lane_goes_o
 
     attempts = receiver.of(flaky)
     assert [a.status for a in attempts] == [503, 503, 503, 204]
-    for (before, after), delay in zip(zip(attempts, attempts[1:]), delays, strict=True):
+    for (before, after), delay in zip(itertools.pairwise(attempts), delays, strict=True):
         assert after.at - before.at >= delay * (1 - JITTER)  # never before its due time
     # With one request in flight, the lane served the other 20 while the flaky one waited.
     assert all(delivered(receiver, e) for e in others)
@@ -140,7 +141,11 @@ async def test_retry_partitions_follow_the_deliveries_partitions_across_rebalanc
                     sets = [owned(w, kafka.deliveries_topic) for w in workers]
                     whole = sum(map(len, sets)) == 6 and set().union(*sets) == set(range(6))
                     if whole and all(sets):  # every worker has its share
-                        if all(owned(w, t) == s for w, s in zip(workers, sets) for t in tiers):
+                        if all(
+                            owned(w, t) == s
+                            for w, s in zip(workers, sets, strict=False)
+                            for t in tiers
+                        ):
                             return
                     await asyncio.sleep(0.1)  # polling shared state: no event to await
 
@@ -150,9 +155,8 @@ async def test_retry_partitions_follow_the_deliveries_partitions_across_rebalanc
             checks += 1
             async with running_worker(settings) as second:
                 await settled([first, second])
-                assert owned(first, kafka.deliveries_topic) and owned(
-                    second, kafka.deliveries_topic
-                )
+                assert owned(first, kafka.deliveries_topic)
+                assert owned(second, kafka.deliveries_topic)
                 checks += 1
             await settled([first])
             checks += 1
