@@ -140,13 +140,10 @@ async def test_retry_partitions_follow_the_deliveries_partitions_across_rebalanc
                 while True:
                     sets = [owned(w, kafka.deliveries_topic) for w in workers]
                     whole = sum(map(len, sets)) == 6 and set().union(*sets) == set(range(6))
-                    if whole and all(sets):  # every worker has its share
-                        if all(
-                            owned(w, t) == s
-                            for w, s in zip(workers, sets, strict=False)
-                            for t in tiers
-                        ):
-                            return
+                    pairs = zip(workers, sets, strict=True)
+                    follow = all(owned(w, t) == s for w, s in pairs for t in tiers)
+                    if whole and all(sets) and follow:  # every worker has its share
+                        return
                     await asyncio.sleep(0.1)  # polling shared state: no event to await
 
         checks = 0
