@@ -140,14 +140,34 @@ def parse_settings(
     egress = None
     if root.has("security"):
         egress = policy_for(security, literal_brokers(kafka_settings.bootstrap_servers))
+    delivery_table = root.table("delivery", _DELIVERY_KEYS)
+    delivery = _delivery(delivery_table)
+    _check_body_fits(delivery_table, delivery, kafka_settings)
     return Settings(
         kafka=kafka_settings,
-        delivery=_delivery(root.table("delivery", _DELIVERY_KEYS)),
+        delivery=delivery,
         endpoints=_endpoints(root, egress),
         metrics=_metrics(metrics),
         source_file=source,
         security=security,
     )
+
+
+# Room a delivery record needs beyond its body: key, headers and framing.
+RECORD_OVERHEAD_BYTES = 16 * 1024
+PRODUCER_MAX_RECORD_BYTES = 1_000_000  # librdkafka's message.max.bytes
+
+
+def _check_body_fits(table: _Table, delivery: DeliverySettings, kafka: KafkaSettings) -> None:
+    """A body of max_body_bytes must fit a delivery record the producer can send."""
+    limit = int(dict(kafka.client_config).get("message.max.bytes", PRODUCER_MAX_RECORD_BYTES))
+    fits = limit - RECORD_OVERHEAD_BYTES
+    if delivery.max_body_bytes > fits:
+        raise table.error(
+            "max_body_bytes",
+            f"{delivery.max_body_bytes:,} does not fit a delivery record: the producer sends "
+            f"at most {limit:,} bytes (message.max.bytes), so at most {fits:,} with headers",
+        )
 
 
 # --- sections -----------------------------------------------------------------------------

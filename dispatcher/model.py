@@ -92,7 +92,9 @@ class DeliverySettings:
     retry_delays_s: tuple[float, ...] = (5, 30, 120, 600, 3600)
     max_attempts: int = 6  # first try + retries
     max_response_bytes: int = 4096  # read at most this prefix of a response body
-    max_body_bytes: int = 1_048_576  # a larger event is dead-lettered as permanent
+    # A larger event is dead-lettered; with its headers it must fit the producer's
+    # message.max.bytes (1,000,000 by default), which the config checks.
+    max_body_bytes: int = 983_040
     max_buffered: int = 10_000  # deliveries held per worker before partitions pause
     # Requests in flight to one host (all its endpoints together) start at this many and grow
     # with the host's latency (limits.HostConcurrency), up to the sum of its endpoints' limits.

@@ -281,7 +281,7 @@ class Lane:
                 return
             ctx.stats.attempts_failed += 1
             if not isinstance(step, RetryLater):
-                self._dead_letter(delivery, attempt, result, step.reason)
+                self._dead_letter(delivery, attempt, result, step.reason, first_at, now)
                 return
             self._publish_outcome(delivery, "retry", attempt, result)
             if not self._in_place:
@@ -360,7 +360,13 @@ class Lane:
         )
 
     def _dead_letter(
-        self, delivery: Delivery, attempt: int, result: HttpResult, reason: str
+        self,
+        delivery: Delivery,
+        attempt: int,
+        result: HttpResult,
+        reason: str,
+        first_at: float | None = None,
+        last_at: float | None = None,
     ) -> None:
         meta = delivery.meta
         self._publish_outcome(delivery, "dead", attempt, result)
@@ -381,6 +387,8 @@ class Lane:
             error=result.error,
             latency_ms=result.latency_s * 1000.0,
             event_time_ms=meta.event_time_ms,
+            first_attempt_ms=None if first_at is None else int(first_at * 1000),
+            last_attempt_ms=None if last_at is None else int(last_at * 1000),
         )
         self._ctx.dead_letters.write(delivery.part, delivery.offset, record)
 

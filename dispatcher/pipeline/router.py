@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any
 
+import orjson
 from confluent_kafka import Message
 
 from dispatcher.codec import DeadLetterRecord, Decoder, iso_to_epoch_ms
@@ -28,6 +29,16 @@ log = logging.getLogger(__name__)
 
 # Room for a delivery record's framing beyond its key, value and headers.
 RECORD_OVERHEAD_BYTES = 512
+
+
+def _event_id_of(value: bytes) -> str | None:
+    """The id of an event that failed to decode, when its body still names one (JSON)."""
+    try:
+        envelope = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    event_id = envelope.get("id") if isinstance(envelope, dict) else None
+    return event_id[:256] if isinstance(event_id, str) and event_id else None
 
 
 class FanOut:
@@ -92,7 +103,8 @@ class RouterStage:
             event = self._decode(value)
         except DecodeError as exc:
             stats.events_undecodable += 1
-            self.dead_letter(message, part, offset, f"undecodable: {exc.reason}")
+            reason = f"undecodable: {exc.reason}"
+            self.dead_letter(message, part, offset, reason, _event_id_of(value))
             return
         endpoints = self._router.match(event.type)
         if not endpoints:

@@ -21,7 +21,7 @@ from dispatcher.receiver.model import (
 from dispatcher.receiver.output import arrival_line
 from dispatcher.receiver.signatures import Verifier
 
-# Larger than the dispatcher's largest body (DeliverySettings.max_body_bytes, 1 MiB).
+# Larger than the dispatcher's largest body (DeliverySettings.max_body_bytes, 960 KiB).
 _MAX_BODY_BYTES = 8 * 1024 * 1024
 # On stop, requests still sleeping out their latency get this long to answer.
 _SHUTDOWN_GRACE_S = 1.0

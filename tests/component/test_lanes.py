@@ -218,6 +218,8 @@ async def test_a_due_retry_counts_its_attempts_and_dead_letters_when_they_run_ou
     letter = decode_dead_letter(dead.value)
     assert letter["attempts"] == 3
     assert letter["reason"] == "attempts exhausted: HTTP 500"
+    assert letter["first_attempt_ms"] == 1_700_000_000_000  # carried by the retry record
+    assert letter["last_attempt_ms"] > letter["first_attempt_ms"]
 
 
 async def test_retries_and_first_attempts_each_keep_a_share_of_max_in_flight() -> None:

@@ -156,3 +156,13 @@ async def test_lost_partitions_commit_nothing() -> None:
     worker._on_batch([event(0)])  # type: ignore[list-item]
     producer.ack_all()
     assert await worker._on_revoke([(SOURCE, 0)], True) == []
+
+
+async def test_an_undecodable_event_keeps_its_id_in_the_dead_letter_when_it_has_one() -> None:
+    producer = FakeProducer()
+    worker = worker_with(producer)
+    bad = FakeMessage(SOURCE, 0, 0, b'{"id": "evt-7", "type": "order.created"}', key=b"k")
+    worker._on_batch([bad, FakeMessage(SOURCE, 0, 1, b"{not json")])  # type: ignore[list-item]
+    letters = [decode_dead_letter(p.value) for p in producer.pending if p.topic == "wh.dlq"]
+    assert [letter["event_id"] for letter in letters] == ["evt-7", None]
+    assert all(letter["reason"].startswith("undecodable") for letter in letters)

@@ -406,3 +406,27 @@ def test_a_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_settings(path, NO_ENV)
+
+
+def test_max_body_bytes_must_fit_what_the_producer_can_send() -> None:
+    endpoints = [
+        {
+            "id": "e",
+            "url": "https://e.example/h",
+            "secret": "whsec_" + "a" * 32,
+            "event_types": ["*"],
+        }
+    ]
+    base: dict[str, Any] = {
+        "kafka": {"bootstrap_servers": "127.0.0.1:9", "source_topics": ["s"]},
+        "endpoints": endpoints,
+    }
+    with pytest.raises(ConfigError, match=r"delivery\.max_body_bytes: 1,048,576 does not fit"):
+        parse_settings({**base, "delivery": {"max_body_bytes": 1_048_576}}, environ={})
+    raised = {
+        **base,
+        "kafka": {**base["kafka"], "client": {"message.max.bytes": 2_000_000}},
+        "delivery": {"max_body_bytes": 1_048_576},
+    }
+    assert parse_settings(raised, environ={}).delivery.max_body_bytes == 1_048_576
+    assert parse_settings(base, environ={}).delivery.max_body_bytes == 983_040
