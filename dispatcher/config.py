@@ -274,6 +274,15 @@ def _delivery(table: _Table) -> DeliverySettings:
         retry_share=table.number("retry_share", _DELIVERY.retry_share, positive=True),
         max_age_s=table.number("max_age_s", _DELIVERY.max_age_s, positive=True),
         permanent_statuses=_statuses(table, "permanent_statuses") or (),
+        retry_budget=_retry_budget(table),
+        retry_budget_window_s=table.number(
+            "retry_budget_window_s", _DELIVERY.retry_budget_window_s, positive=True
+        ),
+        min_retries_per_s=table.number("min_retries_per_s", _DELIVERY.min_retries_per_s),
+        breaker_failures=table.integer("breaker_failures", _DELIVERY.breaker_failures, 0),
+        breaker_cooldown_s=table.number(
+            "breaker_cooldown_s", _DELIVERY.breaker_cooldown_s, positive=True
+        ),
     )
     if delivery.retry_share > 1:
         raise table.error(
@@ -282,6 +291,17 @@ def _delivery(table: _Table) -> DeliverySettings:
     if delivery.max_attempts > 1 and not delivery.retry_delays_s:
         raise table.error("retry_delays_s", "must not be empty while max_attempts > 1")
     return delivery
+
+
+def _retry_budget(table: _Table) -> float | None:
+    """A fraction in [0, 1], or "off"."""
+    value = table.raw("retry_budget") if table.has("retry_budget") else _DELIVERY.retry_budget
+    if value == "off":
+        return None
+    if type(value) not in (int, float) or not 0 <= value <= 1:  # type: ignore[operator]
+        problem = f'must be a fraction from 0 to 1, or "off", got {_described(value)}'
+        raise table.error("retry_budget", problem)
+    return float(value)  # type: ignore[arg-type]
 
 
 def _statuses(table: _Table, key: str) -> tuple[int, ...] | None:

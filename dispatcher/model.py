@@ -109,6 +109,15 @@ class DeliverySettings:
     # Every non-2xx answer is retried (a receiver mid-deploy answers 401 or 404 for a
     # minute), 410 aside, which dead-letters; these statuses are dead-lettered at once.
     permanent_statuses: tuple[int, ...] = ()
+    # Retries of an endpoint at most this fraction of its attempts over the window, plus a
+    # floor per second (gRPC's retry throttling); None ("off" in the file): no budget.
+    retry_budget: float | None = 0.2
+    retry_budget_window_s: float = 10.0
+    min_retries_per_s: float = 10.0
+    # Circuit breaker per endpoint, off by default: after this many failed attempts in a
+    # row, no request for breaker_cooldown_s; then one probe decides.
+    breaker_failures: int = 0
+    breaker_cooldown_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,8 @@ class WorkerStats:
     attempts_failed: int = 0  # non-2xx or no response, any attempt
     retries_scheduled: int = 0  # failed deliveries handed to a retry tier (acknowledged)
     retries_waiting: int = 0  # retry partitions paused until their head is due
+    breaker_opens: int = 0  # an endpoint's circuit breaker opened
+    breaker_deferred: int = 0  # deliveries sent to a retry tier unattempted: breaker open
     dead_lettered: int = 0
     abandoned: int = 0  # queued work dropped on revocation or shutdown (redelivered later)
     in_flight: int = 0  # requests on the wire now

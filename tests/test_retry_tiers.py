@@ -90,6 +90,7 @@ async def test_an_always_failing_endpoint_is_dead_lettered_after_max_attempts_in
             partitions=1,
             retry_delays_s=[1, 2],
             max_attempts=3,
+            retry_budget="off",  # the budget's floor would pace this on purpose
         )
         create_all_topics(settings)
         sent = produce_events(settings, 400, ["order.created"])
@@ -190,3 +191,35 @@ async def test_a_sigkill_while_deliveries_wait_in_a_tier_loses_none(
             _, stderr = await asyncio.to_thread(second.communicate, timeout=60)
     assert second.returncode == 0, stderr.decode(errors="replace")[-2000:]
     assert all(delivered(receiver, e.id) for e in sent)  # none lost
+
+
+async def test_an_open_breaker_sends_nothing_for_its_cool_down_and_a_good_probe_closes_it(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    cooldown = 1.5
+    async with ScriptedReceiver() as receiver:
+        settings = build_settings(
+            kafka_bootstrap,
+            unique_name,
+            [endpoint("e", receiver.url, ["*"], max_in_flight=1)],
+            retry_delays_s=[0.2],
+            max_attempts=10,
+            retry_budget="off",
+            breaker_failures=3,
+            breaker_cooldown_s=cooldown,
+        )
+        create_all_topics(settings)
+        sent = produce_events(settings, 10, ["order.created"])
+        receiver.always["e"] = 503
+        async with running_worker(settings) as worker:
+            await receiver.wait_until(lambda rs: len(rs) >= 3, WAIT_S)
+            del receiver.always["e"]  # the receiver recovers while the breaker is open
+            await receiver.wait_until(
+                lambda _: all(delivered(receiver, e.id) for e in sent), WAIT_S
+            )
+    attempts = receiver.attempts
+    assert [a.status for a in attempts[:3]] == [503, 503, 503]
+    assert attempts[3].at - attempts[2].at >= cooldown  # nothing during the cool-down
+    assert all(a.status == 204 for a in attempts[3:])  # the probe passed: closed again
+    assert worker.stats.breaker_opens == 1
+    assert len(attempts) == 3 + 10  # deferred deliveries used no attempt and no request

@@ -21,26 +21,31 @@ by the partition (`PartitionState.revoke`) and a failed attempt is left to the n
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from dispatcher.breaker import Breaker, BreakerState, Transition
 from dispatcher.codec import DeadLetterRecord, OutcomeKind, OutcomeRecord, encode_outcome
-from dispatcher.lifecycle import Delivered, RetryLater, RetryPolicy, next_step
+from dispatcher.lifecycle import Delivered, RetryLater, RetryPolicy, next_step, verdict_of
 from dispatcher.limits import limiter_for
 from dispatcher.model import DeliverySettings, Endpoint, HttpResult, KafkaSettings, Ordering
-from dispatcher.outcomes import ERROR_BODY_TOO_LARGE
+from dispatcher.outcomes import ERROR_BODY_TOO_LARGE, OutcomeClass
 from dispatcher.pipeline.dead_letters import DeadLetterWriter
 from dispatcher.pipeline.hosts import HostSlots
 from dispatcher.pipeline.partitions import PartitionState
 from dispatcher.pipeline.ports import RecordProducer, Sender
 from dispatcher.pipeline.supervisor import Supervisor
 from dispatcher.records import DeliveryMeta, retry_headers
+from dispatcher.retry_budget import retry_budget_for
 from dispatcher.signing import Signer
 from dispatcher.stats import WorkerStats
 from dispatcher.tls import context_for
+
+log = logging.getLogger(__name__)
 
 
 class Delivery:
@@ -119,6 +124,22 @@ class Lane:
             permanent_statuses=frozenset(
                 delivery.permanent_statuses if statuses is None else statuses
             ),
+        )
+        self._budget = retry_budget_for(
+            delivery.retry_budget,
+            ctx.clock,
+            delivery.retry_budget_window_s,
+            delivery.min_retries_per_s,
+        )
+        self._breaker = (
+            Breaker(
+                delivery.breaker_failures,
+                delivery.breaker_cooldown_s,
+                ctx.clock,
+                self._breaker_changed,
+            )
+            if delivery.breaker_failures
+            else None
         )
         self._queue: deque[Delivery] = deque()  # modes none and endpoint
         self._retries: deque[Delivery] = deque()  # mode none: due retries from the tiers
@@ -270,8 +291,11 @@ class Lane:
             return
         first_at = meta.first_attempt_ms / 1000 if meta.first_attempt_ms else ctx.wall()
         while True:
+            if not await self._admit(delivery, attempt, first_at):
+                return  # the breaker is open: it waits in its retry tier, no attempt used
             attempt += 1
             result = await self._send(delivery, part, task)
+            self._judged(result)
             now = ctx.wall()
             step = next_step(result, attempt, self._policy, now, ctx.rng.random(), first_at)
             if isinstance(step, Delivered):
@@ -293,12 +317,54 @@ class Lane:
                 return
             await asyncio.sleep(step.delay_s)  # cancelled if the partition is revoked
 
+    async def _admit(self, delivery: Delivery, attempts_made: int, first_at: float) -> bool:
+        """Wait until this attempt may go: the breaker lets it through (an ordering-none
+        delivery is deferred to a retry tier instead, False), and a retry fits the budget.
+        Waits here are cancelled by a revocation."""
+        breaker = self._breaker
+        if breaker is not None and not breaker.allow():
+            tiers = len(self._ctx.delivery.retry_delays_s)
+            if not self._in_place and tiers:
+                delay = max(breaker.retry_in_s(), 0.001)
+                due = self._ctx.wall() + delay
+                step = RetryLater(delay, due, min(max(attempts_made, 1), tiers))
+                self._ctx.stats.breaker_deferred += 1
+                self._to_retry_tier(delivery, attempts_made, step, None, first_at)
+                return False
+            while not breaker.allow():
+                await asyncio.sleep(max(breaker.retry_in_s(), 0.01))
+        if attempts_made:  # a retry: within the endpoint's retry budget
+            budget = self._budget
+            while not budget.try_spend():
+                await asyncio.sleep(min(1.0, max(budget.wait_s(), 0.01)))
+        return True
+
+    def _judged(self, result: HttpResult) -> None:
+        """Feed the breaker: an answer that asks for a retry is a failure."""
+        breaker = self._breaker
+        if breaker is None:
+            return
+        if verdict_of(result, self._policy) is OutcomeClass.RETRYABLE:
+            breaker.record_failure()
+        else:
+            breaker.record_success()
+
+    def _breaker_changed(self, transition: Transition) -> None:
+        if transition.after is BreakerState.OPEN:
+            self._ctx.stats.breaker_opens += 1
+        log.warning(
+            "endpoint %s: circuit breaker %s -> %s",
+            self.endpoint.id,
+            transition.before.value,
+            transition.after.value,
+        )
+
     def _to_retry_tier(
         self,
         delivery: Delivery,
         attempt: int,
         step: RetryLater,
-        result: HttpResult,
+        result: HttpResult | None,
         first_at: float,
     ) -> None:
         """Hand the delivery to its retry tier; its offset finishes when that is durable."""
@@ -309,8 +375,8 @@ class Lane:
             attempt,
             int(step.due * 1000),
             int(first_at * 1000),
-            result.status,
-            result.error,
+            None if result is None else result.status,
+            None if result is None else result.error,
         )
         ack = RetryAck(delivery.part, delivery.offset, ctx.producer, topic, ctx.stats)
         ctx.producer.produce(topic, self._key_id, delivery.body, headers, ack)
@@ -327,6 +393,7 @@ class Lane:
         stats = self._ctx.stats
         stats.in_flight += 1
         part.working[task] = True  # on the wire: a revocation gives it the grace period
+        self._budget.record_attempt()
         latency: float | None = None
         try:
             headers = self._signer.headers(delivery.meta.event_id, int(time.time()), delivery.body)
@@ -335,6 +402,10 @@ class Lane:
             )
             latency = result.latency_s
             return result
+        except asyncio.CancelledError:
+            if self._breaker is not None:
+                self._breaker.record_abandoned()  # a probe without a verdict
+            raise
         finally:
             part.working[task] = False
             stats.in_flight -= 1

@@ -242,3 +242,25 @@ async def test_retries_and_first_attempts_each_keep_a_share_of_max_in_flight() -
         request.answer.set_result(status(204))
     await asyncio.wait_for(asyncio.gather(*ctx.tasks), BOUND_S)
     assert ctx.stats.delivered == 20
+
+
+async def test_an_open_breaker_defers_deliveries_to_a_tier_without_a_request_or_an_attempt() -> (
+    None
+):
+    sender = FakeSender(auto=lambda _url: status(503))
+    producer = FakeProducer()
+    delivery = DeliverySettings(
+        retry_delays_s=(5.0,), max_attempts=5, breaker_failures=2, breaker_cooldown_s=30.0
+    )
+    one = Endpoint("ep", "http://127.0.0.1:9/hooks/ep", (b"k" * 24,), ("*",), max_in_flight=1)
+    lane, ctx, _ = lane_for(sender, producer, delivery, one)
+    part = PartitionState("wh.deliveries", 0)
+    for offset in range(5):
+        submit(lane, ctx, part, offset)
+    await asyncio.wait_for(asyncio.gather(*ctx.tasks), BOUND_S)
+
+    assert len(sender.requests) == 2  # the breaker opened after two failures
+    tiers = [read_delivery_headers(p.headers) for p in producer.pending if p.topic == "wh.retry.1"]
+    assert [m.attempts_made for m in tiers] == [1, 1, 0, 0, 0]  # deferred: no attempt used
+    assert ctx.stats.breaker_opens == 1
+    assert ctx.stats.breaker_deferred == 3
