@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH ?= quick
 
-.PHONY: help setup system-deps kafka-jars kafka-up kafka-down run test test-unit lint bench bench-deps clean deploy-check fuzz
+.PHONY: help setup system-deps kafka-jars kafka-up kafka-down run test test-unit lint bench bench-deps clean deploy-check fuzz chaos
 
 help:
 	@echo "make setup       venv in .venv with the project and its dev tools"
@@ -53,6 +53,9 @@ test: kafka-jars bench-deps  # the bench smoke test drives nginx and wrk
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit
+
+chaos: kafka-jars  # the chaos test at 10,000 events (make test runs 2,000)
+	CHAOS_EVENTS=10000 $(PY) -m pytest -q -s tests/test_chaos.py
 
 fuzz: setup  # the fuzz tests with the long hypothesis profile (20,000 examples per target)
 	DISPATCHER_FUZZ_PROFILE=long $(PY) -m pytest -q --timeout=3600 tests/fuzz

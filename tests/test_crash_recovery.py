@@ -33,6 +33,11 @@ source_topics = ["{kafka.source_topics[0]}"]
 topic_prefix = "{kafka.topic_prefix}"
 deliveries_partitions = {kafka.deliveries_partitions}
 
+[kafka.client]
+# A killed worker's partitions move after 6 s (the broker's minimum), not 10: test time.
+"session.timeout.ms" = "6000"
+"reconnect.backoff.max.ms" = "1000"
+
 [security]
 allow_networks = ["127.0.0.0/8"]  # the receiver runs on this machine
 

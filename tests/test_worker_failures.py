@@ -26,7 +26,7 @@ async def test_a_fenced_consumer_stops_the_worker_with_one_line_and_a_non_zero_e
         instance = unique_name("member")
         config.write_text(
             config.read_text().replace(
-                "[delivery]", f'[kafka.client]\n"group.instance.id" = "{instance}"\n\n[delivery]'
+                "[kafka.client]\n", f'[kafka.client]\n"group.instance.id" = "{instance}"\n'
             )
         )
         worker = start_worker(config)
