@@ -5,6 +5,7 @@ dead-lettered, nothing is lost, and the outcomes topic agrees with what the rece
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -50,17 +51,19 @@ async def test_chaos_loses_nothing_and_the_outcomes_agree_with_the_receiver(
         async with running_worker(settings) as worker:
             await receiver.wait_for(settled, 180)
             dead_count = worker.stats.dead_lettered
-            outcomes = read_topic(
-                kafka_bootstrap,
-                settings.kafka.outcomes_topic,
-                len(receiver.records),
-                unique_name("o"),
-            )
-            letters = read_topic(
-                kafka_bootstrap, settings.kafka.dlq_topic, dead_count, unique_name("d")
-            )
+        # Read after the worker stopped: its shutdown flushed every outcome record.
+        records = list(receiver.records)
+        outcomes = await asyncio.to_thread(
+            read_topic,
+            kafka_bootstrap,
+            settings.kafka.outcomes_topic,
+            len(records),
+            unique_name("o"),
+        )
+        letters = await asyncio.to_thread(
+            read_topic, kafka_bootstrap, settings.kafka.dlq_topic, dead_count, unique_name("d")
+        )
 
-    records = list(receiver.records)
     delivered = {(r.endpoint_id, r.webhook_id) for r in records if r.status == 204}
     dead = {
         (d["endpoint_id"], d["event_id"])

@@ -113,7 +113,9 @@ async def test_an_event_too_large_is_dead_lettered_and_every_other_one_delivered
 
         async with running_worker(settings) as worker:
             await receiver.wait_for(400, WAIT_S)
-            letters = read_topic(kafka_bootstrap, settings.kafka.dlq_topic, 1, unique_name("dlq"))
+            letters = await asyncio.to_thread(
+                read_topic, kafka_bootstrap, settings.kafka.dlq_topic, 1, unique_name("dlq")
+            )
         backlog = redo_bound(
             settings,
             [(source, 1), (settings.kafka.deliveries_topic, settings.kafka.deliveries_partitions)],

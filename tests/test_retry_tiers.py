@@ -54,7 +54,9 @@ async def test_failures_come_back_through_the_tiers_when_due_and_the_lane_goes_o
             await receiver.wait_until(
                 lambda _: all(delivered(receiver, e.id) for e in sent if e.id != gone), WAIT_S
             )
-            letters = read_topic(kafka_bootstrap, settings.kafka.dlq_topic, 1, unique_name("dlq"))
+            letters = await asyncio.to_thread(
+                read_topic, kafka_bootstrap, settings.kafka.dlq_topic, 1, unique_name("dlq")
+            )
 
     attempts = receiver.of(flaky)
     assert [a.status for a in attempts] == [503, 503, 503, 204]
