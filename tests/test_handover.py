@@ -9,10 +9,8 @@ up a partition whose deliveries wait in backoff.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -38,6 +36,7 @@ from tests.pipeline_harness import (
     produce_events,
     running_worker,
 )
+from tests.test_crash_recovery import start_worker
 
 WAIT_S = 120
 
@@ -227,16 +226,6 @@ def write_config(path: Path, settings: Settings, tables: list[dict[str, Any]]) -
         lines += ["", "[[endpoints]]"]
         lines += [f"{k} = {orjson.dumps(v).decode()}" for k, v in table.items()]
     path.write_text("\n".join(lines) + "\n")
-
-
-def start_worker(config: Path, stderr: int = subprocess.PIPE) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", "run", "--config", str(config)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=stderr,
-    )
 
 
 async def test_a_sigkill_redelivers_at_most_what_was_not_committed(

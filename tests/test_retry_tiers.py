@@ -21,7 +21,8 @@ from tests.pipeline_harness import (
     running_worker,
 )
 from tests.scripted_receiver import ScriptedReceiver
-from tests.test_handover import read_topic, start_worker, write_config
+from tests.test_crash_recovery import start_worker
+from tests.test_handover import read_topic, write_config
 
 WAIT_S = 90
 JITTER = 0.2  # backoff.DEFAULT_JITTER: a wait is at least (1 - JITTER) of its delay

@@ -10,7 +10,8 @@ from confluent_kafka import Consumer
 
 from dispatcher.receiver import RecordingReceiver
 from tests.pipeline_harness import build_settings, create_all_topics, endpoint, produce_events
-from tests.test_handover import start_worker, write_config
+from tests.test_crash_recovery import start_worker
+from tests.test_handover import write_config
 
 
 async def test_a_fenced_consumer_stops_the_worker_with_one_line_and_a_non_zero_exit(
