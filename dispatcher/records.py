@@ -113,14 +113,12 @@ def read_delivery_headers(
     try:
         event_id = _text(fields, H_EVENT_ID)
         event_type = _text(fields, H_EVENT_TYPE)
-        event_time = int(fields.get(H_EVENT_TIME) or b"0")
-        attempts = int(fields.get(H_ATTEMPT) or b"0")
-        due = int(fields.get(H_DUE) or b"0")
-        first_attempt = int(fields.get(H_FIRST_ATTEMPT) or b"0")
     except ValueError as exc:
         raise BadDeliveryRecord(str(exc)) from exc
-    if attempts < 0:
-        raise BadDeliveryRecord(f"header {H_ATTEMPT!r} is negative")
+    event_time = _count(fields, H_EVENT_TIME)
+    attempts = _count(fields, H_ATTEMPT, _MAX_ATTEMPTS)
+    due = _count(fields, H_DUE)
+    first_attempt = _count(fields, H_FIRST_ATTEMPT)
     source = (fields.get(H_SOURCE) or b"").decode(errors="replace")
     return DeliveryMeta(
         event_id,
@@ -142,6 +140,21 @@ def _items(
     if isinstance(headers, Mapping):
         return headers.items()
     return headers
+
+
+_MAX_COUNT = 2**63 - 1  # the Avro long the outcome and dead-letter records carry it in
+_MAX_ATTEMPTS = 1_000_000  # far past any max_attempts; attempt + 1 stays an Avro int
+
+
+def _count(fields: dict[str, bytes | None], name: str, maximum: int = _MAX_COUNT) -> int:
+    """A non-negative decimal header (ASCII digits only), 0 when absent."""
+    value = fields.get(name)
+    if not value:
+        return 0
+    digits = value.isdigit() and value.isascii() and len(value) <= 19
+    if not digits or int(value) > maximum:
+        raise BadDeliveryRecord(f"header {name!r} is not a count: {value[:20]!r}")
+    return int(value)
 
 
 def _text(fields: dict[str, bytes | None], name: str) -> str:

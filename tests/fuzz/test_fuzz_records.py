@@ -4,7 +4,6 @@ the topic, so any header list must give a `DeliveryMeta` or `BadDeliveryRecord`,
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -104,14 +103,6 @@ def test_headers_we_write_read_back(headers: list[tuple[str, bytes | None]]) -> 
     assert meta.source == "topic/3/99"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "finding: event-time-ms beyond a 64-bit long (and negative or '1_0' attempts) pass "
-        "read_delivery_headers; the lane's encode_outcome then raises OverflowError, so one "
-        "forged deliveries record stops the worker. Fix in dispatcher/records.py"
-    ),
-)
 @FUZZ
 @given(damaged_headers())
 def test_a_meta_that_reads_can_be_recorded(headers: list[tuple[str, bytes | None]]) -> None:

@@ -39,7 +39,9 @@ def test_no_producer_key_reads_as_none_and_attempts_are_read() -> None:
         (None, "event-id"),
         ([("event-type", b"t")], "event-id"),
         ([("event-id", b"e")], "event-type"),
-        ([("event-id", b"e"), ("event-type", b"t"), ("attempt", b"x")], "invalid literal"),
+        ([("event-id", b"e"), ("event-type", b"t"), ("attempt", b"x")], "not a count"),
+        ([("event-id", b"e"), ("event-type", b"t"), ("attempt", b"1_0")], "not a count"),
+        ([("event-id", b"e"), ("event-type", b"t"), ("event-time-ms", b"9" * 30)], "not a count"),
     ],
 )
 def test_records_we_did_not_write_are_refused(
@@ -64,5 +66,5 @@ def test_retry_headers_carry_the_count_the_due_time_and_the_first_attempt() -> N
 
 
 def test_a_negative_attempt_count_is_refused() -> None:
-    with pytest.raises(BadDeliveryRecord, match="negative"):
+    with pytest.raises(BadDeliveryRecord, match="not a count"):
         read_delivery_headers([("event-id", b"e"), ("event-type", b"t"), ("attempt", b"-1")])
