@@ -46,6 +46,14 @@ COUNTERS = {
     "attempts_failed": "Delivery attempts that failed",
     "dead_lettered": "Deliveries sent to the dead-letter topic",
     "abandoned": "Queued deliveries dropped on revocation or shutdown (redelivered later)",
+    "events_too_large": "Events too large for a delivery record, dead-lettered",
+    "records_failed": "Records whose processing raised, dead-lettered with the reason",
+    "deliveries_unreadable": "Delivery records without the dispatcher's headers, dead-lettered",
+    "skipped_finished": "Records a previous owner had finished (commit metadata), skipped",
+    "metadata_overflows": "Commits whose finished-offset list did not fit the metadata",
+    "retries_scheduled": "Failed deliveries handed to a retry tier",
+    "breaker_opens": "Times an endpoint's circuit breaker opened",
+    "breaker_deferred": "Deliveries deferred to a retry tier unattempted while a breaker was open",
 }
 GAUGES = {
     "in_flight": "HTTP requests on the wire",
@@ -53,6 +61,7 @@ GAUGES = {
     "routing": "Source events whose delivery records are not all acknowledged",
     "paused_sources": "1 while source partitions are paused for backpressure",
     "paused_deliveries": "1 while deliveries partitions are paused for backpressure",
+    "retries_waiting": "Retry partitions paused until their head is due",
 }
 
 
