@@ -33,7 +33,7 @@ async def test_the_http_pool_holds_every_request_the_lanes_can_make() -> None:
     )
     worker = Worker(settings, producer=FakeProducer(), poller_factory=FakePoller)  # type: ignore[arg-type]
     worker._build()
-    assert worker._sender._pool_size == 600 * 8  # type: ignore[attr-defined]
+    assert worker._sender._pool_size == 600 * 8
 
 
 async def test_a_full_producer_queue_is_refused_at_once_not_waited_for_on_the_loop() -> None:
