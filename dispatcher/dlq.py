@@ -12,13 +12,14 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
-from dispatcher.codec import decode_json, iso_to_epoch_ms
+from dispatcher.codec import DeadLetterRecord, decode_json, iso_to_epoch_ms
 from dispatcher.errors import DecodeError, DispatcherError
 from dispatcher.records import (
     H_ATTEMPT,
@@ -84,62 +85,24 @@ def iso_ms(ms: int | None) -> str:
 
 # --- dead letters and filters ------------------------------------------------------------
 
+_RECORD_FIELDS = tuple(f.name for f in dataclass_fields(DeadLetterRecord))
+
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetter(DeadLetterRecord):
     """One DLQ record, decoded (`codec.decode_dead_letter`), with where it lies in the DLQ."""
 
-    partition: int
-    offset: int
-    reason: str
-    body: bytes
-    source_topic: str
-    source_partition: int
-    source_offset: int
-    dead_time_ms: int
-    key: bytes | None = None
-    event_id: str | None = None
-    event_type: str | None = None
-    endpoint_id: str | None = None
-    attempts: int = 0
-    status: int | None = None
-    error: str | None = None
-    latency_ms: float | None = None
-    event_time_ms: int | None = None
-    first_attempt_ms: int | None = None
-    last_attempt_ms: int | None = None
-    response_excerpt: str | None = None
-    headers: tuple[tuple[str, bytes | None], ...] | None = None
+    partition: int = field(kw_only=True)
+    offset: int = field(kw_only=True)
 
     @classmethod
     def from_fields(cls, partition: int, offset: int, fields: Mapping[str, Any]) -> DeadLetter:
-        raw_headers = fields.get("headers")
-        headers = (
-            tuple((h["key"], h["value"]) for h in raw_headers) if raw_headers is not None else None
-        )
-        return cls(
-            partition=partition,
-            offset=offset,
-            reason=fields["reason"],
-            body=fields["body"],
-            source_topic=fields["source_topic"],
-            source_partition=fields["source_partition"],
-            source_offset=fields["source_offset"],
-            dead_time_ms=fields["dead_time_ms"],
-            key=fields.get("key"),
-            event_id=fields.get("event_id"),
-            event_type=fields.get("event_type"),
-            endpoint_id=fields.get("endpoint_id"),
-            attempts=fields.get("attempts") or 0,
-            status=fields.get("status"),
-            error=fields.get("error"),
-            latency_ms=fields.get("latency_ms"),
-            event_time_ms=fields.get("event_time_ms"),
-            first_attempt_ms=fields.get("first_attempt_ms"),
-            last_attempt_ms=fields.get("last_attempt_ms"),
-            response_excerpt=fields.get("response_excerpt"),
-            headers=headers,
-        )
+        values: dict[str, Any] = {name: fields.get(name) for name in _RECORD_FIELDS}
+        raw_headers = values["headers"]
+        if raw_headers is not None:
+            values["headers"] = tuple((h["key"], h["value"]) for h in raw_headers)
+        values["attempts"] = values["attempts"] or 0
+        return cls(partition=partition, offset=offset, **values)
 
     @property
     def last_result(self) -> str:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -35,6 +33,7 @@ from dispatcher.receiver import Behaviour, Received, RecordingReceiver
 from dispatcher.records import read_delivery_headers
 from dispatcher.replay import ReadCounts, dead_letters
 from tests.pipeline_harness import create_all_topics, new_secret, produce_events, running_worker
+from tests.test_cli import dispatcher as run_cli
 
 WAIT_S = 90
 HOUR_MS = 3_600_000
@@ -82,18 +81,6 @@ def write_config(
 
 def settings_of(config: Path) -> Settings:
     return load_settings(config, environ={})
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
-    return subprocess.run(
-        [sys.executable, "-m", "dispatcher", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=env,
-    )
 
 
 def cli(*args: str) -> Awaitable[subprocess.CompletedProcess[str]]:
