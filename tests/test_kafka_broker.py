@@ -59,6 +59,19 @@ def drain(consumers: list[Consumer], expected: int, deadline_s: float = 60) -> l
     return received
 
 
+def await_split(consumers: list[Consumer], partitions: int, deadline_s: float = 60) -> None:
+    """Poll every consumer until each owns partitions and together they own all, bounded."""
+    deadline = time.monotonic() + deadline_s
+    owned: list[set[int]] = []
+    while time.monotonic() < deadline:
+        owned = [{tp.partition for tp in c.assignment()} for c in consumers]
+        if all(owned) and len(set().union(*owned)) == partitions:
+            return
+        for consumer in consumers:
+            assert consumer.consume(num_messages=1, timeout=0.2) == []
+    raise AssertionError(f"the group did not split {partitions} partitions: {owned}")
+
+
 def test_idempotent_keyed_records_arrive_once_in_key_order(
     kafka_bootstrap: str,
     create_topic: Callable[[str, int], str],
@@ -90,7 +103,6 @@ def test_cooperative_sticky_group_splits_partitions(
     unique_name: Callable[[str], str],
 ) -> None:
     topic = create_topic(unique_name("topic"), 6)
-    produce_keyed(kafka_bootstrap, topic, 3_000)
     group = unique_name("group")
     consumers = [
         consumer_for(
@@ -101,6 +113,10 @@ def test_cooperative_sticky_group_splits_partitions(
     for consumer in consumers:
         consumer.subscribe([topic])
     try:
+        # Records are produced once both members own partitions: produced before, the first
+        # member to join can drain all 3,000 before the second one's rebalance (seen in CI).
+        await_split(consumers, 6)
+        produce_keyed(kafka_bootstrap, topic, 3_000)
         received = drain(consumers, 3_000)
         assignments = [{tp.partition for tp in c.assignment()} for c in consumers]
     finally:
