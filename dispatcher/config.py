@@ -51,7 +51,7 @@ _KAFKA_KEYS = (
     *("avro_schema", "avro_schemas", "deliveries_partitions", "replication_factor", "client"),
 )
 _DELIVERY_KEYS = DeliverySettings.__slots__
-_ENDPOINT_KEYS = (
+ENDPOINT_KEYS = (
     *("id", "url", "secret", "secrets", "event_types"),
     *("max_in_flight", "rate_limit_per_s", "ordering"),
     *("ca_file", "client_cert_file", "client_key_file", "permanent_statuses"),
@@ -349,7 +349,10 @@ def _network(
 
 
 def _endpoints(root: _Table, egress: EgressPolicy | None) -> tuple[Endpoint, ...]:
-    tables = root.table_list("endpoints", _ENDPOINT_KEYS)
+    """The file's endpoints: none is fine (the endpoints topic holds them)."""
+    if not root.has("endpoints"):
+        return ()
+    tables = root.table_list("endpoints", ENDPOINT_KEYS)
     endpoints: list[Endpoint] = []
     seen: dict[str, int] = {}
     for index, table in enumerate(tables):
@@ -360,6 +363,14 @@ def _endpoints(root: _Table, egress: EgressPolicy | None) -> tuple[Endpoint, ...
         seen[endpoint.id] = index
         endpoints.append(endpoint)
     return tuple(endpoints)
+
+
+def endpoint_from_mapping(
+    data: object, egress: EgressPolicy | None, source: str = "endpoint"
+) -> Endpoint:
+    """An endpoint from a mapping of the `[[endpoints]]` keys (an API body, a record of the
+    endpoints topic), with the config file's checks; a ConfigError names the field."""
+    return _endpoint(_Table(source, "", data, ENDPOINT_KEYS), egress)
 
 
 def _endpoint(table: _Table, egress: EgressPolicy | None) -> Endpoint:

@@ -45,6 +45,9 @@ class Endpoint:
     client_key_file: str | None = None
     # HTTP statuses dead-lettered at once for this endpoint; None: `[delivery]`'s list.
     permanent_statuses: tuple[int, ...] | None = None
+    # Unix time after which the secret at the same index no longer signs (a rotated-out
+    # secret); empty, or None at an index: it never expires.
+    secret_expiries: tuple[float | None, ...] = ()
 
     def __post_init__(self) -> None:
         if not all(type(key) is Secret for key in self.secrets):
@@ -79,6 +82,11 @@ class KafkaSettings:
     @property
     def outcomes_topic(self) -> str:
         return f"{self.topic_prefix}.outcomes"
+
+    @property
+    def endpoints_topic(self) -> str:
+        """Compacted, key = endpoint id: the endpoints as live data (dispatcher.endpoints)."""
+        return f"{self.topic_prefix}.endpoints"
 
     def retry_topic(self, tier: int) -> str:
         """Tier n = 1..len(retry_delays_s)."""

@@ -45,7 +45,14 @@ def dispatcher_topics(settings: Settings) -> list[tuple[str, int]]:
     topics += [(kafka.outcomes_topic, parts)]
     tiers = len(settings.delivery.retry_delays_s)
     topics += [(kafka.retry_topic(tier), parts) for tier in range(1, tiers + 1)]
+    topics += [(kafka.endpoints_topic, ENDPOINTS_PARTITIONS)]
     return topics
+
+
+# The endpoints topic is small and read whole by every worker: one partition keeps its
+# records in write order.
+ENDPOINTS_PARTITIONS = 1
+COMPACT = "compact"
 
 
 def ensure_topics(
@@ -73,7 +80,9 @@ def ensure_topics(
         if name in not_compared and name in existing:
             states.append(TopicState(name, "exists"))
         elif name in existing:
-            states.append(_compared(name, existing[name], partitions, policies.get(name)))
+            wanted = COMPACT if name == kafka.endpoints_topic else EXPECTED_CLEANUP_POLICY
+            policy = policies.get(name)
+            states.append(_compared(name, existing[name], partitions, policy, wanted))
     deliveries = next((s for s in states if s.name == kafka.deliveries_topic), None)
     missing = [(name, n) for name, n in topics if name not in existing]
     if deliveries is not None and deliveries.state == "differs":
@@ -86,12 +95,14 @@ def ensure_topics(
     return sorted(states, key=lambda s: s.name)
 
 
-def _compared(name: str, has: int, wants: int, policy: str | None) -> TopicState:
+def _compared(
+    name: str, has: int, wants: int, policy: str | None, wanted_policy: str
+) -> TopicState:
     problems = []
     if has != wants:
         problems.append(f"{has} partitions, the config asks for {wants}")
-    if policy is not None and policy != EXPECTED_CLEANUP_POLICY:
-        problems.append(f"cleanup.policy={policy}, the dispatcher needs {EXPECTED_CLEANUP_POLICY}")
+    if policy is not None and policy != wanted_policy:
+        problems.append(f"cleanup.policy={policy}, the dispatcher needs {wanted_policy}")
     return (
         TopicState(name, "differs", "; ".join(problems)) if problems else TopicState(name, "exists")
     )
@@ -120,7 +131,15 @@ def _create(
     if not topics:
         return []
     replication = kafka.replication_factor
-    new = [NewTopic(name, num_partitions=n, replication_factor=replication) for name, n in topics]
+    new = [
+        NewTopic(
+            name,
+            num_partitions=n,
+            replication_factor=replication,
+            config={"cleanup.policy": COMPACT} if name == kafka.endpoints_topic else {},
+        )
+        for name, n in topics
+    ]
     states: list[TopicState] = []
     for name, future in admin.create_topics(new, request_timeout=timeout_s).items():
         try:

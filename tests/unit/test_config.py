@@ -154,6 +154,12 @@ def test_minimal_config_takes_the_defaults() -> None:
     assert settings.endpoints[0] == Endpoint("e", "http://h", (decode_secret(SECRET),), ("a",))
 
 
+def test_a_config_may_leave_the_endpoints_to_the_endpoints_topic() -> None:
+    data = _changed("endpoints", DELETE)
+
+    assert parse_settings(data, environ=NO_ENV).endpoints == ()
+
+
 def test_environment_overrides_bootstrap_servers() -> None:
     env = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19092"}
 
@@ -250,7 +256,6 @@ BAD_CASES: list[tuple[str, object, str, str]] = [
     ("metrics.port", "9108", "metrics.port", "must be an integer"),
     ("metrics.prot", 1, "metrics.prot", "did you mean 'port'?"),
     ("metric", {}, "metric", "unknown key (did you mean 'metrics'?)"),
-    ("endpoints", DELETE, "endpoints", "at least one [[endpoints]]"),
     ("endpoints", [], "endpoints", "must be an array of tables"),
     ("endpoints.0", "x", "endpoints[0]", "must be a table"),
     ("endpoints.1.event_type", ["*"], "endpoints[1].event_type", "did you mean 'event_types'?"),
