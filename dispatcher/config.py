@@ -283,6 +283,7 @@ def _delivery(table: _Table) -> DeliverySettings:
         breaker_cooldown_s=table.number(
             "breaker_cooldown_s", _DELIVERY.breaker_cooldown_s, positive=True
         ),
+        disable_after_s=table.number("disable_after_s", _DELIVERY.disable_after_s),
     )
     if delivery.retry_share > 1:
         raise table.error(

@@ -98,8 +98,8 @@ class WebhookSender:
         max_response_headers: int = 100,
         max_response_header_bytes: int = 8190,
     ) -> None:
-        if pool_size < 1:
-            raise ValueError(f"pool_size must be at least 1, got {pool_size}")
+        if pool_size < 0:
+            raise ValueError(f"pool_size must be 0 (no cap) or more, got {pool_size}")
         if max_response_bytes < 0:
             raise ValueError(f"max_response_bytes must be >= 0, got {max_response_bytes}")
         self._pool_size = pool_size

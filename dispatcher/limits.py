@@ -118,6 +118,12 @@ class HostConcurrency:
         self._in_window = 0
         self.limit = floor
 
+    def widen(self, floor: int, ceiling: int) -> None:
+        """New bounds as endpoints of the host appear (the catalog creates lanes lazily)."""
+        self._ceiling = max(self._ceiling, ceiling)
+        self._floor = max(self._floor, min(floor, self._ceiling))
+        self.limit = max(self.limit, self._floor)
+
     def observe(self, latency_s: float) -> None:
         """Called with each finished request's wire latency; moves `limit` once a window."""
         # Drifts up about 5% a second at 5k requests/s, so an old minimum cannot hold for ever.

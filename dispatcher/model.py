@@ -126,6 +126,9 @@ class DeliverySettings:
     # row, no request for breaker_cooldown_s; then one probe decides.
     breaker_failures: int = 0
     breaker_cooldown_s: float = 30.0
+    # An endpoint that failed every attempt for this long is disabled (written to the
+    # endpoints topic; Svix's rule, 5 days); 0: never.
+    disable_after_s: float = 432_000.0
 
 
 @dataclass(frozen=True, slots=True)

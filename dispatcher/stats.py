@@ -23,6 +23,13 @@ class WorkerStats:
     retries_waiting: int = 0  # retry partitions paused until their head is due
     breaker_opens: int = 0  # an endpoint's circuit breaker opened
     breaker_deferred: int = 0  # deliveries sent to a retry tier unattempted: breaker open
+    paused_deferred: int = 0  # deliveries sent to a retry tier unattempted: endpoint paused
+    not_fanned_out_disabled: int = 0  # deliveries not made: the endpoint is disabled
+    deliveries_parked: int = 0  # deliveries waiting for the catalog to know their endpoint
+    endpoints_disabled: int = 0  # endpoints this worker disabled (410, failing too long)
+    lanes_reaped: int = 0  # idle lanes removed
+    catalog_endpoints: int = 0  # endpoints in the catalog
+    catalog_version: int = 0  # records the catalog has applied
     dead_lettered: int = 0
     abandoned: int = 0  # queued work dropped on revocation or shutdown (redelivered later)
     in_flight: int = 0  # requests on the wire now

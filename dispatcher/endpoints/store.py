@@ -12,12 +12,13 @@ import time
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from dispatcher.egress import EgressPolicy
 from dispatcher.endpoints.catalog import CatalogBuilder, Rejected, Snapshot
 from dispatcher.endpoints.record import EndpointRecord, encode_record
 from dispatcher.errors import KafkaUnavailableError
-from dispatcher.kafka.clients import consumer_config, producer_config
+from dispatcher.kafka.clients import admin_config, consumer_config, producer_config
 from dispatcher.model import Endpoint, KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -173,3 +174,14 @@ def catch_up(
             if problem is not None:
                 rejected.append(problem)
     return rejected
+
+
+def endpoints_topic_exists(kafka: KafkaSettings, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
+    """True when `<prefix>.endpoints` exists (the worker then follows it)."""
+    admin = AdminClient(admin_config(kafka))
+    try:
+        metadata = admin.list_topics(kafka.endpoints_topic, timeout=timeout_s)
+    except KafkaException as exc:
+        raise KafkaUnavailableError(f"reading metadata of {kafka.endpoints_topic}: {exc}") from exc
+    found = metadata.topics.get(kafka.endpoints_topic)
+    return found is not None and found.error is None

@@ -69,3 +69,26 @@ def slots_by_endpoint(endpoints: Sequence[Endpoint], floor: int) -> dict[str, Ho
         host = HostSlots(HostConcurrency(floor=min(floor, ceiling), ceiling=ceiling))
         slots.update((e.id, host) for e in members)
     return slots
+
+
+class HostSlotsRegistry:
+    """The slots of each host, made as lanes appear: a host's ceiling is the sum of the
+    `max_in_flight` of its endpoints seen so far (lanes are created lazily from the catalog)."""
+
+    def __init__(self, floor: int) -> None:
+        self._floor = floor
+        self._hosts: dict[str, tuple[HostSlots, HostConcurrency, dict[str, int]]] = {}
+
+    def slots_for(self, endpoint: Endpoint) -> HostSlots:
+        key = host_key(endpoint.url)
+        entry = self._hosts.get(key)
+        if entry is None:
+            ceiling = endpoint.max_in_flight
+            limit = HostConcurrency(floor=min(self._floor, ceiling), ceiling=ceiling)
+            entry = self._hosts[key] = (HostSlots(limit), limit, {endpoint.id: ceiling})
+            return entry[0]
+        slots, limit, members = entry
+        if members.get(endpoint.id, 0) < endpoint.max_in_flight:
+            members[endpoint.id] = endpoint.max_in_flight
+            limit.widen(self._floor, sum(members.values()))
+        return slots

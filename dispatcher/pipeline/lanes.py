@@ -30,7 +30,8 @@ from typing import Any
 
 from dispatcher.breaker import Breaker, BreakerState, Transition
 from dispatcher.codec import DeadLetterRecord, OutcomeKind, OutcomeRecord, encode_outcome
-from dispatcher.lifecycle import Delivered, RetryLater, RetryPolicy, next_step, verdict_of
+from dispatcher.endpoints.record import EndpointRecord, EndpointState, active_secrets
+from dispatcher.lifecycle import Delivered, Disable, RetryLater, RetryPolicy, next_step, verdict_of
 from dispatcher.limits import limiter_for
 from dispatcher.model import DeliverySettings, Endpoint, HttpResult, KafkaSettings, Ordering
 from dispatcher.outcomes import ERROR_BODY_TOO_LARGE, OutcomeClass
@@ -88,6 +89,9 @@ class LaneContext:
         self.rng = rng or random.Random()
         self.stopping = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
+        # Asked to disable an endpoint (410 Gone, or failing for disable_after_s): the worker
+        # writes the state to the endpoints topic; without one it is only logged.
+        self.disable_endpoint: Callable[[str, str], None] = _log_disable
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -103,28 +107,25 @@ class LaneContext:
 class Lane:
     """The deliveries of one endpoint on this worker."""
 
-    def __init__(self, endpoint: Endpoint, ctx: LaneContext, host_slots: HostSlots) -> None:
-        self.endpoint = endpoint
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        ctx: LaneContext,
+        host_slots: HostSlots,
+        state: EndpointState = EndpointState.ENABLED,
+    ) -> None:
         self._ctx = ctx
         self._host_slots = host_slots  # shared by every lane of the endpoint's host
-        self._signer = Signer(endpoint.secrets)
-        self._tls = context_for(endpoint)  # built once per endpoint, never per request
-        self._limiter = limiter_for(endpoint.rate_limit_per_s, ctx.clock)
-        self._key_id = endpoint.id.encode()
-        self._name = f"lane {endpoint.id}"
-        self._by_key = endpoint.ordering is Ordering.KEY
-        self._in_place = endpoint.ordering is not Ordering.NONE  # ordered: retry in place
-        self._max_runners = 1 if endpoint.ordering is Ordering.ENDPOINT else endpoint.max_in_flight
+        self.state = state
+        self.state_reason: str | None = None
+        self.deleted = False  # the endpoint's record was deleted from the catalog
+        self._state_changed = asyncio.Event()  # set (and replaced) on every state change
+        self._pending: Endpoint | None = None  # a new ordering, applied once the lane is idle
+        self._failing_since: float | None = None  # wall time of the first failure in a row
+        self._disable_asked = False
+        self.idle_since = ctx.clock()
         delivery = ctx.delivery
-        statuses = endpoint.permanent_statuses
-        self._policy = RetryPolicy(
-            delivery.max_attempts,
-            delivery.retry_delays_s,
-            max_age_s=delivery.max_age_s,
-            permanent_statuses=frozenset(
-                delivery.permanent_statuses if statuses is None else statuses
-            ),
-        )
+        self._configure(endpoint)
         self._budget = retry_budget_for(
             delivery.retry_budget,
             ctx.clock,
@@ -143,15 +144,75 @@ class Lane:
         )
         self._queue: deque[Delivery] = deque()  # modes none and endpoint
         self._retries: deque[Delivery] = deque()  # mode none: due retries from the tiers
-        mif = endpoint.max_in_flight
-        self._retry_limit = max(1, int(mif * delivery.retry_share))
-        self._first_limit = max(1, mif - self._retry_limit)
         self._active_retries = 0
         self._active_first = 0
         self._retry_turn = False  # with one runner for both, they take turns
         self._keyed: dict[bytes | None, deque[Delivery]] = {}  # mode key: per-key FIFO
         self._ready_keys: deque[bytes | None] = deque()  # keys with work and no runner
         self._runners = 0
+
+    def _configure(self, endpoint: Endpoint) -> None:
+        """Everything the lane derives from its endpoint's settings (again on a change)."""
+        ctx = self._ctx
+        delivery = ctx.delivery
+        self.endpoint = endpoint
+        self._set_signer(ctx.wall())
+        self._tls = context_for(endpoint)  # built once per endpoint, never per request
+        self._limiter = limiter_for(endpoint.rate_limit_per_s, ctx.clock)
+        self._key_id = endpoint.id.encode()
+        self._name = f"lane {endpoint.id}"
+        self._by_key = endpoint.ordering is Ordering.KEY
+        self._in_place = endpoint.ordering is not Ordering.NONE  # ordered: retry in place
+        self._max_runners = 1 if endpoint.ordering is Ordering.ENDPOINT else endpoint.max_in_flight
+        statuses = endpoint.permanent_statuses
+        self._policy = RetryPolicy(
+            delivery.max_attempts,
+            delivery.retry_delays_s,
+            max_age_s=delivery.max_age_s,
+            permanent_statuses=frozenset(
+                delivery.permanent_statuses if statuses is None else statuses
+            ),
+        )
+        mif = endpoint.max_in_flight
+        self._retry_limit = max(1, int(mif * delivery.retry_share))
+        self._first_limit = max(1, mif - self._retry_limit)
+
+    def _set_signer(self, now: float) -> None:
+        keys, self._signer_until = active_secrets(self.endpoint, now)
+        self._signer = Signer(keys)
+
+    def update(self, record: EndpointRecord | None) -> None:
+        """The catalog changed the endpoint (None: deleted). Settings apply at once, except
+        a new ordering, which waits until the lane holds no work."""
+        if record is None:
+            self.deleted = True
+        else:
+            if record.state is not self.state:
+                log.info("endpoint %s: %s -> %s", record.id, self.state.value, record.state.value)
+            self.state = record.state
+            self.state_reason = record.state_reason
+            if record.state is EndpointState.ENABLED:
+                self._disable_asked = False
+            if record.endpoint != self.endpoint:
+                if record.endpoint.ordering is self.endpoint.ordering or self.idle:
+                    self._configure(record.endpoint)
+                    self._pending = None
+                else:
+                    self._pending = record.endpoint
+        changed, self._state_changed = self._state_changed, asyncio.Event()
+        changed.set()  # paused runners look again
+        self._start_runner()  # a raised max_in_flight may start runners now
+
+    @property
+    def idle(self) -> bool:
+        return not (self._runners or self._queue or self._retries or self._keyed)
+
+    def _went_idle(self) -> None:
+        if self._runners == 0 and self.idle:
+            self.idle_since = self._ctx.clock()
+            if self._pending is not None:
+                self._configure(self._pending)
+                self._pending = None
 
     def submit(self, delivery: Delivery) -> None:
         if self._by_key:
@@ -218,6 +279,7 @@ class Lane:
         finally:
             self._runners -= 1
             self._start_runner()  # work this runner's share could not take
+            self._went_idle()
 
     async def _run_keyed(self) -> None:
         ready, keyed = self._ready_keys, self._keyed
@@ -235,6 +297,7 @@ class Lane:
                         del keyed[key]
         finally:
             self._runners -= 1
+            self._went_idle()
 
     def drop(self, part: PartitionState) -> int:
         """Forget queued deliveries of `part` (revoked): the next owner delivers them."""
@@ -300,10 +363,12 @@ class Lane:
             step = next_step(result, attempt, self._policy, now, ctx.rng.random(), first_at)
             if isinstance(step, Delivered):
                 ctx.stats.delivered += 1
+                self._failing_since = None
                 self._publish_outcome(delivery, "delivered", attempt, result)
                 part.finished(delivery.offset)
                 return
             ctx.stats.attempts_failed += 1
+            self._failed_at(now, step)
             if not isinstance(step, RetryLater):
                 self._dead_letter(delivery, attempt, result, step.reason, first_at, now)
                 return
@@ -317,19 +382,46 @@ class Lane:
                 return
             await asyncio.sleep(step.delay_s)  # cancelled if the partition is revoked
 
+    def _failed_at(self, now: float, step: object) -> None:
+        """Ask for the endpoint to be disabled on 410 Gone, or once it has failed every
+        attempt for `disable_after_s`."""
+        if isinstance(step, Disable):
+            self._ask_disable(step.reason)
+            return
+        if self._failing_since is None:
+            self._failing_since = now
+            return
+        limit = self._ctx.delivery.disable_after_s
+        if limit and now - self._failing_since >= limit:
+            self._ask_disable(f"failed every attempt for {now - self._failing_since:.0f} s")
+
+    def _ask_disable(self, reason: str) -> None:
+        if not self._disable_asked:
+            self._disable_asked = True
+            self._ctx.disable_endpoint(self.endpoint.id, reason)
+
     async def _admit(self, delivery: Delivery, attempts_made: int, first_at: float) -> bool:
-        """Wait until this attempt may go: the breaker lets it through (an ordering-none
-        delivery is deferred to a retry tier instead, False), and a retry fits the budget.
+        """Wait until this attempt may go: the endpoint is enabled, the breaker lets it
+        through (an ordering-none delivery is deferred to a retry tier instead), and a retry
+        fits the budget. False: the delivery was handled (deferred or dead-lettered).
         Waits here are cancelled by a revocation."""
+        while self.state is not EndpointState.ENABLED or self.deleted:
+            if self.deleted or self.state is EndpointState.DISABLED:
+                reason = "endpoint deleted" if self.deleted else "endpoint disabled"
+                if not self.deleted and self.state_reason:
+                    reason += f": {self.state_reason}"
+                self._dead_letter(delivery, attempts_made, _NOT_SENT, reason, first_at)
+                return False
+            # Paused: nothing is sent. Unordered deliveries wait in a retry tier, so the
+            # partition's other endpoints go on; ordered ones wait here, in order.
+            if self._defer(delivery, attempts_made, first_at, PAUSED_RECHECK_S):
+                self._ctx.stats.paused_deferred += 1
+                return False
+            await self._state_changed.wait()
         breaker = self._breaker
         if breaker is not None and not breaker.allow():
-            tiers = len(self._ctx.delivery.retry_delays_s)
-            if not self._in_place and tiers:
-                delay = max(breaker.retry_in_s(), 0.001)
-                due = self._ctx.wall() + delay
-                step = RetryLater(delay, due, min(max(attempts_made, 1), tiers))
+            if self._defer(delivery, attempts_made, first_at, max(breaker.retry_in_s(), 0.001)):
                 self._ctx.stats.breaker_deferred += 1
-                self._to_retry_tier(delivery, attempts_made, step, None, first_at)
                 return False
             while not breaker.allow():
                 await asyncio.sleep(max(breaker.retry_in_s(), 0.01))
@@ -337,6 +429,22 @@ class Lane:
             budget = self._budget
             while not budget.try_spend():
                 await asyncio.sleep(min(1.0, max(budget.wait_s(), 0.01)))
+        return True
+
+    def _defer(
+        self, delivery: Delivery, attempts_made: int, first_at: float, wait_s: float
+    ) -> bool:
+        """Hand an unordered delivery to a retry tier for about `wait_s` without using an
+        attempt; False for an ordered one (it must wait in the lane) or without tiers. The
+        tier is the one whose delay fits `wait_s` best, so due times stay in order within it."""
+        delays = self._ctx.delivery.retry_delays_s
+        if self._in_place or not delays:
+            return False
+        fitting = [i for i, d in enumerate(delays) if d <= wait_s]
+        tier = (max(fitting, key=lambda i: delays[i]) if fitting else 0) + 1
+        delay = min(wait_s, delays[tier - 1])
+        step = RetryLater(delay, self._ctx.wall() + delay, tier)
+        self._to_retry_tier(delivery, attempts_made, step, None, first_at)
         return True
 
     def _judged(self, result: HttpResult) -> None:
@@ -396,7 +504,10 @@ class Lane:
         self._budget.record_attempt()
         latency: float | None = None
         try:
-            headers = self._signer.headers(delivery.meta.event_id, int(time.time()), delivery.body)
+            now_s = int(time.time())
+            if self._signer_until is not None and now_s >= self._signer_until:
+                self._set_signer(now_s)  # a rotated-out secret expired
+            headers = self._signer.headers(delivery.meta.event_id, now_s, delivery.body)
             result = await self._ctx.sender.send(
                 self.endpoint.url, delivery.body, headers, self._tls
             )
@@ -499,6 +610,15 @@ def _unbuffer(delivery: Delivery, stats: WorkerStats) -> None:
 
 
 _TOO_LARGE = HttpResult(status=None, error=ERROR_BODY_TOO_LARGE, retry_after_s=None, latency_s=0.0)
+_NOT_SENT = HttpResult(status=None, error="not sent", retry_after_s=None, latency_s=0.0)
+# A paused endpoint's unordered deliveries come back from a retry tier about this often.
+PAUSED_RECHECK_S = 30.0
+
+
+def _log_disable(endpoint_id: str, reason: str) -> None:
+    log.warning(
+        "endpoint %s should be disabled (%s): no endpoints topic to record it", endpoint_id, reason
+    )
 
 
 def _split_source(source: str) -> tuple[str, int, int]:

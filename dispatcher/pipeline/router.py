@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from confluent_kafka import Message
 
 from dispatcher.codec import DeadLetterRecord, Decoder, iso_to_epoch_ms
+from dispatcher.endpoints.follower import Catalog
 from dispatcher.errors import DecodeError, RecordRefused
 from dispatcher.model import Settings
 from dispatcher.pipeline.dead_letters import DeadLetterWriter
 from dispatcher.pipeline.partitions import PartitionState
 from dispatcher.pipeline.ports import RecordProducer
 from dispatcher.records import delivery_headers
-from dispatcher.routing import SubscriptionRouter
 from dispatcher.stats import WorkerStats
 
 log = logging.getLogger(__name__)
@@ -73,19 +74,19 @@ class RouterStage:
     def __init__(
         self,
         settings: Settings,
+        catalog: Catalog,
         decode: Decoder,
         producer: RecordProducer,
         dead_letters: DeadLetterWriter,
         stats: WorkerStats,
         max_record_bytes: int,
     ) -> None:
-        self._router = SubscriptionRouter(settings.endpoints)
+        self._catalog = catalog
         self._decode = decode
         self.producer = producer
         self._dead_letters = dead_letters
         self.stats = stats
         self.deliveries_topic = settings.kafka.deliveries_topic
-        self._endpoint_keys = {e.id: e.id.encode() for e in settings.endpoints}
         self._max_body_bytes = settings.delivery.max_body_bytes
         self._max_record_bytes = max_record_bytes - RECORD_OVERHEAD_BYTES
 
@@ -106,7 +107,10 @@ class RouterStage:
             reason = f"undecodable: {exc.reason}"
             self.dead_letter(message, part, offset, reason, _event_id_of(value))
             return
-        endpoints = self._router.match(event.type)
+        snapshot = self._catalog.snapshot  # the latest: copy on write, no lock
+        endpoints = snapshot.router.match(event.type)
+        if snapshot.disabled_router is not None:
+            stats.not_fanned_out_disabled += len(snapshot.disabled_router.match(event.type))
         if not endpoints:
             stats.events_unrouted += 1
             part.finished(offset)
@@ -125,7 +129,7 @@ class RouterStage:
             stats.events_too_large += 1
             self.dead_letter(message, part, offset, too_large, event.id, event.type)
             return
-        self._fan_out(part, offset, endpoints, body, headers)
+        self._fan_out(part, offset, endpoints, body, headers, snapshot.keys)
 
     def _too_large(self, body: bytes, headers: list[tuple[str, str | bytes | None]]) -> str:
         """Why `body` cannot become a delivery record, or ""."""
@@ -144,6 +148,7 @@ class RouterStage:
         endpoints: Any,
         body: bytes,
         headers: list[tuple[str, str | bytes | None]],
+        keys: Mapping[str, bytes],
     ) -> None:
         stats = self.stats
         stats.routing += 1
@@ -151,7 +156,6 @@ class RouterStage:
         callback = FanOut(part, offset, len(endpoints), self)
         produce = self.producer.produce
         topic = self.deliveries_topic
-        keys = self._endpoint_keys
         try:
             for endpoint in endpoints:
                 produce(topic, keys[endpoint.id], body, headers, callback)

@@ -25,6 +25,11 @@ from confluent_kafka import Message
 
 from dispatcher.codec import make_decoder
 from dispatcher.egress import EgressPolicy
+from dispatcher.endpoints.catalog import Snapshot, static_snapshot
+from dispatcher.endpoints.follower import Catalog, CatalogFollower
+from dispatcher.endpoints.operations import OperationError, set_state
+from dispatcher.endpoints.record import EndpointState
+from dispatcher.endpoints.store import EndpointStore, endpoints_topic_exists
 from dispatcher.guard import egress_policy
 from dispatcher.http import WebhookSender
 from dispatcher.kafka.clients import consumer_config, producer_config
@@ -32,7 +37,7 @@ from dispatcher.kafka.poller import Assigned, Commits, ConsumerPoller, Partition
 from dispatcher.kafka.producer import LoopProducer
 from dispatcher.model import Settings
 from dispatcher.pipeline.dead_letters import DeadLetterWriter
-from dispatcher.pipeline.hosts import slots_by_endpoint
+from dispatcher.pipeline.hosts import HostSlotsRegistry
 from dispatcher.pipeline.lanes import Delivery, Lane, LaneContext
 from dispatcher.pipeline.partitions import PartitionState
 from dispatcher.pipeline.router import RouterStage
@@ -43,6 +48,8 @@ from dispatcher.stats import WorkerStats
 log = logging.getLogger(__name__)
 
 RESUME_CHECK_INTERVAL_S = 0.01
+LANE_IDLE_REAP_S = 300.0  # an idle lane (no work, no runner) this long is removed
+REAP_EVERY_TICKS = 1000  # 10 s
 COMMIT_EVERY_TICKS = 50  # 0.5 s: what a SIGKILL can make the next owner redo
 
 
@@ -71,8 +78,10 @@ class Worker:
         sender: WebhookSender | None = None,
         producer: LoopProducer | None = None,
         poller_factory: Callable[..., ConsumerPoller] | None = None,
+        catalog: Catalog | None = None,
     ) -> None:
-        """`sender`, `producer` and `poller_factory` replace the real adapters in tests."""
+        """`sender`, `producer`, `poller_factory` and `catalog` replace the real adapters in
+        tests (with a fake producer and no catalog: the config's endpoints, as a static one)."""
         self.settings = settings
         self.stats = stats or WorkerStats()
         self._parts: dict[tuple[str, int], PartitionState] = {}
@@ -80,12 +89,59 @@ class Worker:
         self._given_sender = sender
         self._given_producer = producer
         self._poller_factory = poller_factory or ConsumerPoller
+        self._given_catalog = catalog
+        self._catalog = catalog or Catalog(static_snapshot(settings.endpoints), live=False)
+        self._lanes: dict[bytes, Lane] = {}
+        # Deliveries for an endpoint id the catalog does not know yet, by endpoint key.
+        self._parked: dict[bytes, list[tuple[Message, PartitionState, int]]] = {}
+        self._follower: CatalogFollower | None = None
+        self._store: EndpointStore | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down cleanly; raise WorkerFailed on failure."""
-        self._build(await egress_policy(self.settings))
-        await self._sender.start()
+        settings = self.settings
+        egress = await egress_policy(settings)
+        live = (
+            self._given_catalog is None
+            and self._given_producer is None
+            and await asyncio.to_thread(endpoints_topic_exists, settings.kafka)
+        )
+        if live:
+            self._catalog = Catalog(static_snapshot(settings.endpoints), live=True)
+        self._build(egress)
         supervisor = self._supervisor
+        if live:
+            self._follower = CatalogFollower(
+                settings.kafka,
+                egress,
+                settings.endpoints,
+                self._catalog,
+                asyncio.get_running_loop(),
+                supervisor.fail_threadsafe,
+            )
+            self._follower.start()
+            self._store = EndpointStore(settings.kafka)
+            self._ctx.disable_endpoint = self._disable_endpoint
+        elif not settings.endpoints:
+            log.warning(
+                "no endpoints: the config has none and %s does not exist (dispatcher topics)",
+                settings.kafka.endpoints_topic,
+            )
+        self._catalog.on_change(self._on_catalog_change)
+        self._on_catalog_change(self._catalog.snapshot)
+        # Join the group only once the catalog knows every endpoint written before now.
+        ready = asyncio.create_task(self._catalog.ready.wait())
+        stopped = asyncio.create_task(stop.wait())
+        joined: list[asyncio.Future[Any]] = [ready, stopped, supervisor.failed]
+        await asyncio.wait(joined, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        stopped.cancel()
+        if not self._catalog.ready.is_set():
+            self._close_catalog()
+            if supervisor.failure is not None:
+                raise WorkerFailed(supervisor.failure)
+            return
+        await self._sender.start()
         pump = asyncio.create_task(self._producer.run_pump(), name="producer-pump")
         supervisor.watch(pump, "producer pump", runs_forever=True)
         housekeeping = asyncio.create_task(self._housekeeping(), name="housekeeping")
@@ -114,7 +170,10 @@ class Worker:
         # Requests wait for a host slot before they reach aiohttp, and the slots of all hosts
         # together never exceed the lanes' limits: a pool of that size never queues.
         self._sender = self._given_sender or WebhookSender(
-            pool_size=max(1, sum(e.max_in_flight for e in settings.endpoints)),
+            # Endpoints from the catalog come and go: no pool cap (0), the host slots bound it.
+            pool_size=0
+            if self._catalog.live
+            else max(1, sum(e.max_in_flight for e in settings.endpoints)),
             timeout_s=delivery.timeout_s,
             connect_timeout_s=delivery.connect_timeout_s,
             max_response_bytes=delivery.max_response_bytes,
@@ -138,10 +197,10 @@ class Worker:
             self.stats,
             supervisor,
         )
-        slots = slots_by_endpoint(settings.endpoints, delivery.min_connections_per_host)
-        self._lanes = {e.id.encode(): Lane(e, self._ctx, slots[e.id]) for e in settings.endpoints}
+        self._host_slots = HostSlotsRegistry(delivery.min_connections_per_host)
         self._router = RouterStage(
             settings,
+            self._catalog,
             make_decoder(settings.kafka),
             self._producer,
             dead_letters,
@@ -293,7 +352,8 @@ class Worker:
     def _ingest_delivery(self, message: Message, part: PartitionState, offset: int) -> None:
         stats = self.stats
         stats.deliveries_read += 1
-        lane = self._lanes.get(message.key() or b"")
+        key = message.key() or b""
+        lane = self._lanes.get(key)
         try:
             meta = read_delivery_headers(message.headers())
         except BadDeliveryRecord as exc:
@@ -301,12 +361,112 @@ class Worker:
             self._reject(message, part, offset, f"bad delivery record: {exc}")
             return
         if lane is None:
-            # An endpoint removed from the config since the record was written.
-            self._reject(message, part, offset, "endpoint not in config")
-            return
+            lane = self._new_lane(key, message, part, offset)
+            if lane is None:
+                return  # dead-lettered, or parked until the catalog knows the endpoint
         stats.buffered += 1
         part.buffered += 1
         lane.submit(Delivery(part, offset, message.value() or b"", meta))
+
+    def _new_lane(
+        self, key: bytes, message: Message, part: PartitionState, offset: int
+    ) -> Lane | None:
+        """The lane of a delivery's endpoint, made from the catalog; None when the endpoint
+        is deleted or unknown (dead-lettered) or not known yet (parked)."""
+        catalog = self._catalog
+        snapshot = catalog.snapshot
+        endpoint_id = key.decode("utf-8", "replace")
+        record = snapshot.get(endpoint_id)
+        if record is not None:
+            endpoint = record.endpoint
+            lane = Lane(endpoint, self._ctx, self._host_slots.slots_for(endpoint), record.state)
+            lane.state_reason = record.state_reason
+            self._lanes[key] = lane
+            return lane
+        if endpoint_id in snapshot.deleted:
+            self._reject(message, part, offset, "endpoint deleted")
+            return None
+        _kind, written_ms = message.timestamp()
+        if catalog.knows_moment(written_ms / 1000):
+            reason = "unknown endpoint" if catalog.live else "endpoint not in config"
+            self._reject(message, part, offset, reason)
+            return None
+        # Written after the catalog last caught up: the endpoint may be a moment old.
+        parked = self._parked.get(key)
+        if parked is None:
+            parked = self._parked[key] = []
+            waited = catalog.wait_caught_up(written_ms / 1000)
+            waited.add_done_callback(lambda _f: self._unpark(key))
+        parked.append((message, part, offset))
+        part.buffered += 1
+        self.stats.buffered += 1
+        self.stats.deliveries_parked += 1
+        return None
+
+    def _unpark(self, key: bytes) -> None:
+        for message, part, offset in self._parked.pop(key, []):
+            part.buffered -= 1
+            self.stats.buffered -= 1
+            self.stats.deliveries_parked -= 1
+            if part.active:  # else revoked meanwhile: the next owner takes it
+                try:
+                    self.stats.deliveries_read -= 1  # counted again by _ingest_delivery
+                    self._ingest_delivery(message, part, offset)
+                except Exception as exc:
+                    self._dead_letter_failed(message, part, offset, exc)
+
+    def _drop_parked(self, states: set[PartitionState]) -> None:
+        for key, parked in list(self._parked.items()):
+            kept = [p for p in parked if p[1] not in states]
+            for _message, part, _offset in parked:
+                if part in states:
+                    part.buffered -= 1
+                    self.stats.buffered -= 1
+                    self.stats.deliveries_parked -= 1
+                    self.stats.abandoned += 1
+            self._parked[key] = kept
+
+    # --- the endpoint catalog ------------------------------------------------------------------
+
+    def _on_catalog_change(self, snapshot: Snapshot) -> None:
+        """Live lanes follow their endpoint's record (settings, state, deletion)."""
+        self.stats.catalog_endpoints = len(snapshot)
+        self.stats.catalog_version = snapshot.version
+        for lane in self._lanes.values():
+            record = snapshot.get(lane.endpoint.id)
+            lane.update(record)
+
+    def _disable_endpoint(self, endpoint_id: str, reason: str) -> None:
+        """Write `disabled` to the endpoints topic (410 Gone, or failing too long); every
+        worker's catalog then stops fanning out to it."""
+        store = self._store
+        record = self._catalog.snapshot.get(endpoint_id)
+        if store is None or record is None or record.state is EndpointState.DISABLED:
+            return
+        by = f"dispatcher ({self.settings.kafka.group_id})"
+        try:
+            disabled = set_state(
+                record, endpoint_id, EndpointState.DISABLED, reason, time.time(), by
+            )
+        except OperationError:
+            return
+        log.warning("endpoint %s: disabling (%s)", endpoint_id, reason)
+        self.stats.endpoints_disabled += 1
+        written = asyncio.ensure_future(asyncio.to_thread(store.write, disabled))
+        written.add_done_callback(_log_write_failure)
+
+    def _reap_idle_lanes(self) -> None:
+        now = self._ctx.clock()
+        for key, lane in list(self._lanes.items()):
+            if lane.idle and (lane.deleted or now - lane.idle_since >= LANE_IDLE_REAP_S):
+                del self._lanes[key]
+                self.stats.lanes_reaped += 1
+
+    def _close_catalog(self) -> None:
+        if self._follower is not None:
+            self._follower.stop()
+        if self._store is not None:
+            self._store.close()
 
     def _on_assign(self, assigned: Assigned) -> None:
         for topic, partition, committed, metadata in assigned:
@@ -332,6 +492,8 @@ class Worker:
         """Stop work of `partitions` (queued work dropped, waits cancelled, requests on the
         wire given `grace_s`) and return their final commits."""
         states = [self._parts.pop(tp) for tp in partitions if tp in self._parts]
+        if self._parked:
+            self._drop_parked(set(states))
         for state in states:
             self._paused.discard(state)
             if state.buffered:
@@ -371,6 +533,8 @@ class Worker:
             ticks += 1
             if ticks % COMMIT_EVERY_TICKS == 0:
                 self._commit()
+            if ticks % REAP_EVERY_TICKS == 0:
+                self._reap_idle_lanes()
 
     def _commit(self) -> None:
         parts = self._parts.values()
@@ -391,3 +555,9 @@ class Worker:
             await pump
         self._producer.flush(grace)
         await self._sender.close()
+        self._close_catalog()
+
+
+def _log_write_failure(written: asyncio.Future[int]) -> None:
+    if not written.cancelled() and written.exception() is not None:
+        log.error("writing an endpoint's state failed: %s", written.exception())
