@@ -362,15 +362,28 @@ class ReplaySummary:
         return sum(self.skipped.values())
 
 
+def known_endpoints(settings: Settings) -> dict[str, Endpoint]:
+    """The endpoints a worker would know: the config's, overridden by the endpoints topic's
+    records (and deletions) when that topic exists."""
+    from dispatcher.endpoints.store import read_all
+
+    catalog = read_all(settings.kafka, None, settings.endpoints)
+    if catalog is None:
+        return {e.id: e for e in settings.endpoints}
+    return {r.id: r.endpoint for r in catalog.snapshot.records.values()}
+
+
 def check_endpoint(settings: Settings, endpoint_id: str | None) -> Endpoint | None:
-    """The configured endpoint `endpoint_id`; UsageError (exit 2) for an unknown one."""
+    """The endpoint `endpoint_id`; UsageError (exit 2) for an unknown one."""
     if endpoint_id is None:
         return None
-    for endpoint in settings.endpoints:
-        if endpoint.id == endpoint_id:
-            return endpoint
-    known = ", ".join(e.id for e in settings.endpoints) or "none"
-    raise UsageError(f"endpoint {endpoint_id!r} is not in {settings.source_file} (known: {known})")
+    endpoints = known_endpoints(settings)
+    if endpoint_id in endpoints:
+        return endpoints[endpoint_id]
+    shown = sorted(endpoints)[:20]
+    known = ", ".join(shown) + (", ..." if len(endpoints) > 20 else "") or "none"
+    where = f"{settings.source_file} or {settings.kafka.endpoints_topic}"
+    raise UsageError(f"endpoint {endpoint_id!r} is not in {where} (known: {known})")
 
 
 def replay_dead_letters(
@@ -385,7 +398,7 @@ def replay_dead_letters(
     """Move matching dead letters back to `<prefix>.deliveries`; in a dry run print what
     would move and write nothing."""
     kafka = settings.kafka
-    known = {e.id for e in settings.endpoints}
+    known = set(known_endpoints(settings))
     summary = ReplaySummary()
     counts = ReadCounts()
     memory = RunMemory()

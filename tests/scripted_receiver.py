@@ -18,6 +18,8 @@ class Attempt:
     event_id: str
     at: float  # time.time() on arrival
     status: int
+    headers: dict[str, str] = field(default_factory=dict, compare=False)
+    body: bytes = field(default=b"", compare=False)
 
 
 @dataclass
@@ -47,14 +49,21 @@ class ScriptedReceiver:
             await self._runner.cleanup()
 
     async def _on_hook(self, request: web.Request) -> web.Response:
-        await request.read()
+        body = await request.read()
         event_id = request.headers.get("webhook-id", "")
         planned = self.script.get(event_id)
         status = self.always.get(request.match_info["endpoint_id"]) or (
             planned.pop(0) if planned else 204
         )
         self.attempts.append(
-            Attempt(request.match_info["endpoint_id"], event_id, time.time(), status)
+            Attempt(
+                request.match_info["endpoint_id"],
+                event_id,
+                time.time(),
+                status,
+                dict(request.headers),
+                body,
+            )
         )
         self._arrived.set()
         headers = {}

@@ -32,16 +32,21 @@ CATCH_UP_TIMEOUT_S = 60.0
 class Catalog:
     """What the loop reads: the latest snapshot and how far the catalog has caught up."""
 
-    def __init__(self, snapshot: Snapshot, live: bool) -> None:
+    def __init__(self, snapshot: Snapshot) -> None:
+        """Not ready until `serve_static` or, once a follower caught up, `_publish`."""
         self.snapshot = snapshot
-        self.live = live  # False: the config's endpoints only (no endpoints topic)
-        self.caught_up_at = float("inf") if not live else 0.0  # wall time
+        self.live = False  # True once a follower keeps it; else the config's endpoints only
+        self.caught_up_at = 0.0  # wall time: everything written before it has been read
         self.ready = asyncio.Event()
-        if not live:
-            self.ready.set()
         self._waiters: list[tuple[float, asyncio.Future[None]]] = []
         self._listeners: list[Callable[[Snapshot], None]] = []
         self._sync: Callable[[], None] = lambda: None
+
+    def serve_static(self) -> None:
+        """No endpoints topic: the snapshot given is all there is, and never changes."""
+        self.live = False
+        self.caught_up_at = float("inf")
+        self.ready.set()
 
     def on_change(self, listener: Callable[[Snapshot], None]) -> None:
         self._listeners.append(listener)
@@ -78,7 +83,9 @@ class Catalog:
 
 
 def static_catalog(endpoints: tuple[Endpoint, ...]) -> Catalog:
-    return Catalog(static_snapshot(endpoints), live=False)
+    catalog = Catalog(static_snapshot(endpoints))
+    catalog.serve_static()
+    return catalog
 
 
 class CatalogFollower:
@@ -105,6 +112,7 @@ class CatalogFollower:
         self._sync_wanted = threading.Event()
         self._thread = threading.Thread(target=self._run, name="endpoint-catalog", daemon=True)
         catalog._sync = self._sync_wanted.set
+        catalog.live = True
 
     def start(self) -> None:
         self._thread.start()

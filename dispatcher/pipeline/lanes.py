@@ -504,10 +504,10 @@ class Lane:
         self._budget.record_attempt()
         latency: float | None = None
         try:
-            now_s = int(time.time())
-            if self._signer_until is not None and now_s >= self._signer_until:
-                self._set_signer(now_s)  # a rotated-out secret expired
-            headers = self._signer.headers(delivery.meta.event_id, now_s, delivery.body)
+            now = time.time()
+            if self._signer_until is not None and now >= self._signer_until:
+                self._set_signer(now)  # a rotated-out secret expired
+            headers = self._signer.headers(delivery.meta.event_id, int(now), delivery.body)
             result = await self._ctx.sender.send(
                 self.endpoint.url, delivery.body, headers, self._tls
             )

@@ -90,12 +90,18 @@ class Worker:
         self._given_producer = producer
         self._poller_factory = poller_factory or ConsumerPoller
         self._given_catalog = catalog
-        self._catalog = catalog or Catalog(static_snapshot(settings.endpoints), live=False)
+        # One object for the worker's life (tests hold it): static or live is decided in run.
+        self._catalog = catalog or Catalog(static_snapshot(settings.endpoints))
         self._lanes: dict[bytes, Lane] = {}
         # Deliveries for an endpoint id the catalog does not know yet, by endpoint key.
         self._parked: dict[bytes, list[tuple[Message, PartitionState, int]]] = {}
         self._follower: CatalogFollower | None = None
         self._store: EndpointStore | None = None
+
+    @property
+    def catalog(self) -> Catalog:
+        """The endpoints this worker knows (the latest snapshot and how far it caught up)."""
+        return self._catalog
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down cleanly; raise WorkerFailed on failure."""
@@ -106,8 +112,7 @@ class Worker:
             and self._given_producer is None
             and await asyncio.to_thread(endpoints_topic_exists, settings.kafka)
         )
-        if live:
-            self._catalog = Catalog(static_snapshot(settings.endpoints), live=True)
+        self._catalog.live = live
         self._build(egress)
         supervisor = self._supervisor
         if live:
@@ -166,6 +171,8 @@ class Worker:
         settings = self.settings
         delivery = settings.delivery
         loop = asyncio.get_running_loop()
+        if not self._catalog.live and not self._catalog.ready.is_set():
+            self._catalog.serve_static()
         self._supervisor = supervisor = Supervisor(loop)
         # Requests wait for a host slot before they reach aiohttp, and the slots of all hosts
         # together never exceed the lanes' limits: a pool of that size never queues.
