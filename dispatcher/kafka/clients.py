@@ -16,7 +16,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from dispatcher.model import KafkaSettings
+from dispatcher.model import KafkaSecurity, KafkaSettings
+from dispatcher.secret import Secret
 
 log = logging.getLogger("dispatcher.kafka")
 LIBRDKAFKA_LOG = logging.getLogger("dispatcher.librdkafka")
@@ -190,9 +191,35 @@ def process_reporter(bootstrap_servers: str) -> KafkaErrorReporter:
         return reporter
 
 
+def security_properties(security: KafkaSecurity) -> dict[str, str]:
+    """The librdkafka properties of `[kafka]`'s security keys; every client kind takes them.
+
+    The passwords are revealed here, into the dict given to librdkafka, and nowhere else.
+    """
+    properties = {"security.protocol": security.protocol.value}
+    if security.sasl_mechanism is not None:
+        properties["sasl.mechanism"] = security.sasl_mechanism.value
+    optional = {
+        "sasl.username": security.sasl_username,
+        "sasl.password": _revealed(security.sasl_password),
+        "ssl.ca.location": security.ssl_ca_file,
+        "ssl.certificate.location": security.ssl_certificate_file,
+        "ssl.key.location": security.ssl_key_file,
+        "ssl.key.password": _revealed(security.ssl_key_password),
+    }
+    properties.update({key: value for key, value in optional.items() if value is not None})
+    return properties
+
+
+def _revealed(secret: Secret | None) -> str | None:
+    # librdkafka takes passwords as text; config.py made these from UTF-8 text.
+    return None if secret is None else secret.reveal().decode()
+
+
 def _common(kafka: KafkaSettings, reporter: KafkaErrorReporter | None) -> dict[str, Any]:
     return {
         "bootstrap.servers": kafka.bootstrap_servers,
+        **security_properties(kafka.security),
         "error_cb": reporter or process_reporter(kafka.bootstrap_servers),
         "logger": LIBRDKAFKA_LOG,
     }
