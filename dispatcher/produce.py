@@ -16,7 +16,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from dispatcher.codec import encode_avro_event, encode_confluent_event, encode_json_event
 from dispatcher.errors import DispatcherError, KafkaUnavailableError
-from dispatcher.kafka.clients import producer_config, unreachable_message
+from dispatcher.kafka.clients import process_reporter, producer_config, unreachable_message
 from dispatcher.model import EnvelopeFormat, KafkaSettings
 
 SHOWN_LINE_CHARS = 80  # of a bad --file line, in its error
@@ -140,7 +140,9 @@ def _check_topic(producer: Producer, bootstrap: str, topic: str, timeout_s: floa
     try:
         metadata = producer.list_topics(topic, timeout=timeout_s)
     except KafkaException as exc:
-        raise KafkaUnavailableError(unreachable_message(bootstrap, timeout_s)) from exc
+        producer.poll(0)  # serves the error callbacks: the reporter learns if a broker refused us
+        refusal = process_reporter(bootstrap).recent_refusal(timeout_s)
+        raise KafkaUnavailableError(unreachable_message(bootstrap, timeout_s, refusal)) from exc
     found = metadata.topics.get(topic)
     error = found.error if found is not None else None
     if found is None or (error is not None and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
