@@ -61,7 +61,10 @@ class KafkaErrorReporter:
     worker can stop. "Cannot reach the brokers" errors, which librdkafka raises for every
     connection attempt of every client, become one line saying what and what to do, again
     after 10 s, 20 s, 40 s ... (at most every 5 min); an outage after a quiet spell starts
-    over at 10 s. Other errors are logged, each distinct message at most once per 10 s.
+    over at 10 s. A broker that refuses us (credentials, certificates) is reported the same
+    way, with librdkafka's reason, and kept in `refusal`. Other errors are logged, each
+    distinct message at most once per 10 s. A `quiet` reporter logs nothing: a one-shot
+    command that gives up says what it learnt in its final error instead.
     Called from librdkafka's polling threads, hence the lock.
     """
 
@@ -71,8 +74,10 @@ class KafkaErrorReporter:
         first_interval_s: float = FIRST_REPORT_INTERVAL_S,
         max_interval_s: float = MAX_REPORT_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
+        quiet: bool = False,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.quiet = quiet
         self.fatal: KafkaError | None = None
         self.unreachable_reports = 0
         self.refused_reports = 0
@@ -110,7 +115,7 @@ class KafkaErrorReporter:
                 return
             self.fatal = error
             listeners = list(self._fatal_listeners)
-        log.error("Kafka client failed and cannot recover: %s", _describe(error))
+        self._log(logging.ERROR, "Kafka client failed and cannot recover: %s", _describe(error))
         for listener in listeners:
             listener(error)
 
@@ -131,7 +136,8 @@ class KafkaErrorReporter:
             if interval is None:
                 return
             self.refused_reports += 1
-        log.error(
+        self._log(
+            logging.ERROR,
             "Kafka at %s refused us: %s: %s; retrying, next report in %.0f s",
             self.bootstrap_servers,
             reason,
@@ -148,7 +154,8 @@ class KafkaErrorReporter:
             if interval is None:
                 return
             self.unreachable_reports += 1
-        log.warning(
+        self._log(
+            logging.WARNING,
             "cannot reach Kafka at %s (bootstrap_servers): is the broker up and the address"
             " right? retrying, next report in %.0f s",
             self.bootstrap_servers,
@@ -165,7 +172,11 @@ class KafkaErrorReporter:
             if len(self._others_reported_at) >= _MAX_REMEMBERED_ERRORS:
                 self._others_reported_at.clear()  # bounded; at worst a line shows again
             self._others_reported_at[message] = now
-        log.warning("Kafka: %s", message)
+        self._log(logging.WARNING, "Kafka: %s", message)
+
+    def _log(self, level: int, message: str, *args: object) -> None:
+        if not self.quiet:
+            log.log(level, message, *args)
 
 
 class _GrowingInterval:

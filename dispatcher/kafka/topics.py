@@ -22,7 +22,6 @@ from dispatcher.errors import KafkaUnavailableError
 from dispatcher.kafka.clients import (
     KafkaErrorReporter,
     admin_config,
-    process_reporter,
     unreachable_message,
 )
 from dispatcher.model import KafkaSettings, Settings
@@ -63,7 +62,9 @@ def ensure_topics(
     """Create what is missing; compare what exists, except `not_compared` (topics of others,
     such as the source topics). Raises KafkaUnavailableError when no broker answers within
     `timeout_s`."""
-    reporter = reporter or process_reporter(kafka.bootstrap_servers)
+    # Quiet by default: a failure is summarised in the error raised, with what the
+    # reporter learnt (say, that a broker refused our credentials).
+    reporter = reporter or KafkaErrorReporter(kafka.bootstrap_servers, quiet=True)
     admin = AdminClient(admin_config(kafka, reporter))
     try:
         metadata = admin.list_topics(timeout=timeout_s)
