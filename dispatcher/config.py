@@ -212,15 +212,15 @@ def _kafka(table: _Table, environ: Mapping[str, str]) -> KafkaSettings:
 def _kafka_security(table: _Table, environ: Mapping[str, str]) -> KafkaSecurity:
     """SASL and TLS to the brokers; passwords from the environment, never from the file."""
     protocol = table.choice("security_protocol", KafkaProtocol, KafkaProtocol.PLAINTEXT)
-    _check_security_keys(table, protocol)
+    _check_keys_fit(table, protocol)
+    mechanism = None
+    if table.has("sasl_mechanism"):
+        mechanism = table.choice("sasl_mechanism", SaslMechanism, SaslMechanism.PLAIN)
+    _check_complete(table, protocol)
     _check_not_passed_through_too(table)
     security = KafkaSecurity(
         protocol=protocol,
-        sasl_mechanism=(
-            table.choice("sasl_mechanism", SaslMechanism, SaslMechanism.PLAIN)
-            if protocol.uses_sasl
-            else None
-        ),
+        sasl_mechanism=mechanism,
         sasl_username=table.string_or_none("sasl_username"),
         sasl_password=_password_from_env(table, "sasl_password_env", environ),
         ssl_ca_file=table.string_or_none("ssl_ca_file"),
@@ -235,17 +235,23 @@ def _kafka_security(table: _Table, environ: Mapping[str, str]) -> KafkaSecurity:
     return security
 
 
-def _check_security_keys(table: _Table, protocol: KafkaProtocol) -> None:
-    """SASL keys need a SASL protocol and come complete; TLS keys need a TLS protocol."""
-    sasl_keys = ("sasl_mechanism", "sasl_username", "sasl_password_env")
-    tls_keys = ("ssl_ca_file", "ssl_certificate_file", "ssl_key_file", "ssl_key_password_env")
-    for key in sasl_keys if not protocol.uses_sasl else ():
+_SASL_KEYS = ("sasl_mechanism", "sasl_username", "sasl_password_env")
+_KAFKA_TLS_KEYS = ("ssl_ca_file", "ssl_certificate_file", "ssl_key_file", "ssl_key_password_env")
+
+
+def _check_keys_fit(table: _Table, protocol: KafkaProtocol) -> None:
+    """SASL keys need a SASL protocol; TLS keys need a TLS protocol."""
+    for key in _SASL_KEYS if not protocol.uses_sasl else ():
         if table.has(key):
             raise table.error(key, "needs security_protocol 'SASL_SSL' or 'SASL_PLAINTEXT'")
-    for key in tls_keys if not protocol.uses_tls else ():
+    for key in _KAFKA_TLS_KEYS if not protocol.uses_tls else ():
         if table.has(key):
             raise table.error(key, "needs security_protocol 'SSL' or 'SASL_SSL'")
-    for key in sasl_keys if protocol.uses_sasl else ():
+
+
+def _check_complete(table: _Table, protocol: KafkaProtocol) -> None:
+    """SASL needs all three of its keys; a key file needs its certificate."""
+    for key in _SASL_KEYS if protocol.uses_sasl else ():
         if not table.has(key):
             raise table.error(key, f"missing: required with security_protocol {protocol.value!r}")
     pairs = (("ssl_key_file", "ssl_certificate_file"), ("ssl_key_password_env", "ssl_key_file"))
