@@ -6,7 +6,8 @@ directory, picks free ports, waits until the broker answers a metadata request a
 the bootstrap address to `.kafka/bootstrap`. `down` ends the broker it started (by pid,
 after checking the pid is still that broker) and deletes its data. `stop_broker(info,
 keep_data=True)` and `restart_broker(info)` stop a broker and start it again on the same data
-and ports (for tests of a broker outage).
+and ports (for tests of a broker outage). `start_sasl_ssl_broker()` starts one whose clients
+connect with SASL (PLAIN or SCRAM-SHA-512) over TLS (dispatcher.local_kafka_sasl).
 
     python -m dispatcher.local_kafka up | down | status
 """

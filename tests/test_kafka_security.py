@@ -27,8 +27,9 @@ from dispatcher.kafka.topics import dispatcher_topics, ensure_topics
 from dispatcher.local_kafka_sasl import PLAIN, SCRAM_SHA_512
 from dispatcher.model import KafkaSettings, Settings
 from dispatcher.produce import publish, sample_events
+from dispatcher.receiver import Behaviour, Received, RecordingReceiver
 from dispatcher.replay import ReadCounts, dead_letters
-from tests.pipeline_harness import new_secret
+from tests.pipeline_harness import endpoint, new_secret, running_worker
 
 PASSWORD_ENV = "TEST_KAFKA_SASL_PASSWORD"
 MECHANISMS = [PLAIN, SCRAM_SHA_512]
@@ -119,6 +120,51 @@ def test_topics_produce_and_consume_over_sasl_ssl(
     assert publish(kafka, source[0], records, timeout_s=20) == RECORDS
     values = consume(kafka, source[0], RECORDS)
     assert sorted(orjson.loads(value)["id"] for value in values) == sorted(r.id for r in records)
+
+
+async def test_a_worker_delivers_and_retries_over_sasl_ssl(
+    broker: local_kafka.SaslSslBroker,
+) -> None:
+    name = new_name()
+    flaky = Behaviour(fail_ratio=0.5)  # every other answer a 503: those go to retry tier 1
+    async with RecordingReceiver(behaviours={"flaky": flaky}) as receiver:
+        data = {
+            "kafka": kafka_table(broker, SCRAM_SHA_512, name),
+            "delivery": {"retry_delays_s": [0.05, 0.05], "max_attempts": 3},
+            "security": {"allow_networks": ["127.0.0.0/8"]},
+            "endpoints": [
+                endpoint("steady", receiver.url, ["*"]),
+                endpoint("flaky", receiver.url, ["*"]),
+            ],
+        }
+        environ = {PASSWORD_ENV: broker.user(SCRAM_SHA_512).password}
+        settings = parse_settings(data, "worker.toml", environ=environ)
+        source = settings.kafka.source_topics[0]
+        ensure_topics(settings.kafka, [*dispatcher_topics(settings), (source, 2)], timeout_s=20)
+        records = list(sample_events(RECORDS, ["order.created"], keys=4))
+        publish(settings.kafka, source, records, timeout_s=20)
+
+        def steady_all_and_a_retry(arrived: list[Received]) -> bool:
+            steady = {r.webhook_id for r in arrived if r.endpoint_id == "steady"}
+            flaky_ids = [r.webhook_id for r in arrived if r.endpoint_id == "flaky"]
+            return len(steady) == RECORDS and len(flaky_ids) > len(set(flaky_ids))
+
+        async with running_worker(settings):
+            await receiver.wait_for(steady_all_and_a_retry, 60)
+
+    steady = {r.webhook_id for r in receiver.records if r.endpoint_id == "steady"}
+    assert steady == {r.id for r in records}  # stage 1 and 2 consumed and produced
+    # A second request for an event after its 503: the retry tier's consumer read it back.
+    first_status: dict[str | None, int | None] = {}
+    retried = set()
+    for record in receiver.records:
+        if record.endpoint_id != "flaky":
+            continue
+        if record.webhook_id in first_status:
+            retried.add(record.webhook_id)
+        first_status.setdefault(record.webhook_id, record.status)
+    assert retried
+    assert all(first_status[webhook_id] == 503 for webhook_id in retried)
 
 
 def test_the_replay_reader_connects_the_same_way(broker: local_kafka.SaslSslBroker) -> None:
