@@ -29,13 +29,17 @@ from dispatcher.egress import (
 )
 from dispatcher.errors import ConfigError
 from dispatcher.kafka.clients import client_property_problem
+from dispatcher.kafka.security_files import check_tls_files
 from dispatcher.metrics import MetricsListen
 from dispatcher.model import (
     DeliverySettings,
     Endpoint,
     EnvelopeFormat,
+    KafkaProtocol,
+    KafkaSecurity,
     KafkaSettings,
     Ordering,
+    SaslMechanism,
     SecuritySettings,
     Settings,
 )
@@ -49,7 +53,22 @@ _TOP_KEYS = ("kafka", "delivery", "endpoints", "metrics", "security")
 _KAFKA_KEYS = (
     *("bootstrap_servers", "group_id", "source_topics", "topic_prefix", "source_format"),
     *("avro_schema", "avro_schemas", "deliveries_partitions", "replication_factor", "client"),
+    *("security_protocol", "sasl_mechanism", "sasl_username", "sasl_password_env"),
+    *("ssl_ca_file", "ssl_certificate_file", "ssl_key_file", "ssl_key_password_env"),
 )
+# [kafka] security key -> the librdkafka property it sets (a [kafka.client] entry for the
+# same property would be a second, conflicting answer).
+_SECURITY_PROPERTIES = {
+    "security_protocol": "security.protocol",
+    "sasl_mechanism": "sasl.mechanism",
+    "sasl_username": "sasl.username",
+    "sasl_password_env": "sasl.password",
+    "ssl_ca_file": "ssl.ca.location",
+    "ssl_certificate_file": "ssl.certificate.location",
+    "ssl_key_file": "ssl.key.location",
+    "ssl_key_password_env": "ssl.key.password",
+}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _DELIVERY_KEYS = DeliverySettings.__slots__
 ENDPOINT_KEYS = (
     *("id", "url", "secret", "secrets", "event_types"),
@@ -90,7 +109,7 @@ _EVENT_PATTERN = re.compile(r"\*|[^.*\s]+(\.[^.*\s]+)*(\.\*)?")
 _TOPIC_MEANING = "a Kafka topic name (up to 200 letters, digits, '.', '_', '-')"
 _PATTERN_MEANING = "an event type pattern: exact 'a.b', prefix 'a.*', or '*'"
 _MAX_SCHEMA_ID = 2**31 - 1
-_Choice = TypeVar("_Choice", EnvelopeFormat, Ordering)
+_Choice = TypeVar("_Choice", EnvelopeFormat, Ordering, KafkaProtocol, SaslMechanism)
 _SHOWN_CHARS = 60
 _TYPE_NAMES = {
     bool: "a boolean",
@@ -186,7 +205,84 @@ def _kafka(table: _Table, environ: Mapping[str, str]) -> KafkaSettings:
         deliveries_partitions=table.integer("deliveries_partitions", _KAFKA.deliveries_partitions),
         replication_factor=table.integer("replication_factor", _KAFKA.replication_factor, 1, 32767),
         client_config=_client_config(table.table("client", allowed=None)),
+        security=_kafka_security(table, environ),
     )
+
+
+def _kafka_security(table: _Table, environ: Mapping[str, str]) -> KafkaSecurity:
+    """SASL and TLS to the brokers; passwords from the environment, never from the file."""
+    protocol = table.choice("security_protocol", KafkaProtocol, KafkaProtocol.PLAINTEXT)
+    _check_keys_fit(table, protocol)
+    mechanism = None
+    if table.has("sasl_mechanism"):
+        mechanism = table.choice("sasl_mechanism", SaslMechanism, SaslMechanism.PLAIN)
+    _check_complete(table, protocol)
+    _check_not_passed_through_too(table)
+    security = KafkaSecurity(
+        protocol=protocol,
+        sasl_mechanism=mechanism,
+        sasl_username=table.string_or_none("sasl_username"),
+        sasl_password=_password_from_env(table, "sasl_password_env", environ),
+        ssl_ca_file=table.string_or_none("ssl_ca_file"),
+        ssl_certificate_file=table.string_or_none("ssl_certificate_file"),
+        ssl_key_file=table.string_or_none("ssl_key_file"),
+        ssl_key_password=_password_from_env(table, "ssl_key_password_env", environ),
+    )
+    try:
+        check_tls_files(security)
+    except TlsFileError as exc:
+        raise table.error(exc.field, exc.problem) from None
+    return security
+
+
+_SASL_KEYS = ("sasl_mechanism", "sasl_username", "sasl_password_env")
+_KAFKA_TLS_KEYS = ("ssl_ca_file", "ssl_certificate_file", "ssl_key_file", "ssl_key_password_env")
+
+
+def _check_keys_fit(table: _Table, protocol: KafkaProtocol) -> None:
+    """SASL keys need a SASL protocol; TLS keys need a TLS protocol."""
+    for key in _SASL_KEYS if not protocol.uses_sasl else ():
+        if table.has(key):
+            raise table.error(key, "needs security_protocol 'SASL_SSL' or 'SASL_PLAINTEXT'")
+    for key in _KAFKA_TLS_KEYS if not protocol.uses_tls else ():
+        if table.has(key):
+            raise table.error(key, "needs security_protocol 'SSL' or 'SASL_SSL'")
+
+
+def _check_complete(table: _Table, protocol: KafkaProtocol) -> None:
+    """SASL needs all three of its keys; a key file needs its certificate."""
+    for key in _SASL_KEYS if protocol.uses_sasl else ():
+        if not table.has(key):
+            raise table.error(key, f"missing: required with security_protocol {protocol.value!r}")
+    pairs = (("ssl_key_file", "ssl_certificate_file"), ("ssl_key_password_env", "ssl_key_file"))
+    for key, needs in pairs:
+        if table.has(key) and not table.has(needs):
+            raise table.error(key, f"needs {needs}")
+
+
+def _check_not_passed_through_too(table: _Table) -> None:
+    client = table.raw("client")
+    if not isinstance(client, Mapping):
+        return  # _client_config names that problem
+    for key, property_name in _SECURITY_PROPERTIES.items():
+        if table.has(key) and property_name in client:
+            problem = f"{table.field(key)} sets it too; give one of the two"
+            raise table.error(f"client.{property_name}", problem)
+
+
+def _password_from_env(table: _Table, key: str, environ: Mapping[str, str]) -> Secret | None:
+    """The password in the environment variable that `key` names (None without `key`)."""
+    if not table.has(key):
+        return None
+    name = table.string(key, None, _ENV_NAME, "an environment variable name")
+    value = environ.get(name)
+    # Neither the value nor a hint of it is ever quoted: messages end up in logs.
+    if not value:
+        raise table.error(key, f"the environment variable {name} is not set or empty")
+    try:
+        return Secret(value.encode())
+    except UnicodeEncodeError:
+        raise table.error(key, f"the environment variable {name} is not UTF-8 text") from None
 
 
 def _bootstrap_servers(table: _Table, environ: Mapping[str, str]) -> str:

@@ -6,7 +6,8 @@ directory, picks free ports, waits until the broker answers a metadata request a
 the bootstrap address to `.kafka/bootstrap`. `down` ends the broker it started (by pid,
 after checking the pid is still that broker) and deletes its data. `stop_broker(info,
 keep_data=True)` and `restart_broker(info)` stop a broker and start it again on the same data
-and ports (for tests of a broker outage).
+and ports (for tests of a broker outage). `start_sasl_ssl_broker()` starts one whose clients
+connect with SASL (PLAIN or SCRAM-SHA-512) over TLS (dispatcher.local_kafka_sasl).
 
     python -m dispatcher.local_kafka up | down | status
 """
@@ -27,8 +28,18 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+
+from dispatcher.local_kafka_sasl import (
+    PLAIN,
+    SaslUser,
+    listener_properties,
+    new_users,
+    scram_format_args,
+    write_listener_files,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POM = REPO_ROOT / "docker" / "kafka" / "pom.xml"
@@ -140,14 +151,23 @@ def check_port_free(port: int, reuse_address: bool = False) -> None:
             ) from exc
 
 
-def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
+def _server_properties(
+    data_dir: Path, port: int, controller_port: int, sasl_ssl_port: int | None = None
+) -> str:
+    """With `sasl_ssl_port`, a SASL_SSL listener there too (its lines are appended by the
+    caller); the PLAINTEXT one then serves the broker itself."""
+    listeners = f"PLAINTEXT://127.0.0.1:{port}"
+    protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    if sasl_ssl_port is not None:
+        listeners = f"SASL_SSL://127.0.0.1:{sasl_ssl_port},{listeners}"
+        protocols += ",SASL_SSL:SASL_SSL"
     return f"""process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller_port}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listeners={listeners},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners={listeners}
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map={protocols}
 inter.broker.listener.name=PLAINTEXT
 log.dirs={data_dir / "log"}
 num.partitions=1
@@ -195,21 +215,25 @@ def _cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-def _format_storage(java: str, libs: Path, data_dir: Path) -> None:
+def _format_storage(java: str, libs: Path, data_dir: Path, extra_args: Sequence[str] = ()) -> None:
     cmd = _java_cmd(java, libs, data_dir, "kafka.tools.StorageTool")
     # "=" form: a random id may start with "-", which would read as an option.
     cmd += ["format", f"--cluster-id={_cluster_id()}", "-c", str(data_dir / "server.properties")]
+    cmd += extra_args
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         tail = (done.stdout + done.stderr).strip().splitlines()[-2:]
         raise LocalKafkaError("formatting Kafka storage failed: " + " | ".join(tail))
 
 
-def broker_answers(bootstrap: str, timeout_s: float = 2.0) -> bool:
-    """True when a metadata request to the broker returns a broker list."""
+def broker_answers(
+    bootstrap: str, timeout_s: float = 2.0, client_config: Mapping[str, str] | None = None
+) -> bool:
+    """True when a metadata request to the broker returns a broker list; `client_config`:
+    the security properties of the listener asked."""
     from confluent_kafka.admin import AdminClient
 
-    client = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    client = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, **(client_config or {})})
     try:
         return bool(client.list_topics(timeout=timeout_s).brokers)
     except Exception:  # any failure here means "not ready yet"
@@ -236,8 +260,71 @@ def start_broker(port: int | None = None, ready_timeout_s: float = READY_TIMEOUT
         raise
 
 
+@dataclass(frozen=True)
+class SaslSslBroker:
+    """A broker whose clients' listener is SASL_SSL; what a client needs to connect."""
+
+    broker: BrokerInfo  # broker.bootstrap is the SASL_SSL address; stop it with stop_broker
+    plaintext_bootstrap: str  # the broker's own listener (inter-broker), for setup only
+    ca_file: str  # the CA that signed the broker's certificate (for 127.0.0.1 and localhost)
+    users: tuple[SaslUser, ...]  # one per mechanism: PLAIN and SCRAM-SHA-512
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap
+
+    def user(self, mechanism: str) -> SaslUser:
+        return next(user for user in self.users if user.mechanism == mechanism)
+
+    def client_config(self, mechanism: str) -> dict[str, str]:
+        """librdkafka properties that connect as the user of `mechanism`."""
+        user = self.user(mechanism)
+        return {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": mechanism,
+            "sasl.username": user.username,
+            "sasl.password": user.password,
+            "ssl.ca.location": self.ca_file,
+        }
+
+
+def start_sasl_ssl_broker(ready_timeout_s: float = READY_TIMEOUT_S) -> SaslSslBroker:
+    """Start a fresh broker with a SASL_SSL listener (PLAIN and SCRAM-SHA-512) for clients,
+    next to a PLAINTEXT one for itself; return once a SASL_SSL client gets metadata. Not for
+    `restart_broker`. Leaves nothing behind on failure."""
+    java = find_java()
+    libs = resolve_jars()
+    port, internal_port, controller_port = free_port(), free_port(), free_port()
+    data_dir = Path(tempfile.mkdtemp(prefix="kwd-kafka-"))
+    try:
+        files = write_listener_files(data_dir)
+        users = new_users()
+        properties = _server_properties(data_dir, internal_port, controller_port, port)
+        properties += listener_properties(files, users)
+        (data_dir / "server.properties").write_text(properties)
+        (data_dir / "log4j2.properties").write_text(_LOG4J2)
+        _format_storage(java, libs, data_dir, scram_format_args(users))
+        secure = SaslSslBroker(
+            BrokerInfo(0, f"127.0.0.1:{port}", str(data_dir), ""),
+            f"127.0.0.1:{internal_port}",
+            str(files.ca_file),
+            users,
+        )
+        probe = secure.client_config(PLAIN)
+        info = _launch_and_wait(java, libs, data_dir, secure.bootstrap, ready_timeout_s, probe)
+        return replace(secure, broker=info)
+    except BaseException:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        raise
+
+
 def _launch_and_wait(
-    java: str, libs: Path, data_dir: Path, bootstrap: str, ready_timeout_s: float
+    java: str,
+    libs: Path,
+    data_dir: Path,
+    bootstrap: str,
+    ready_timeout_s: float,
+    probe_config: Mapping[str, str] | None = None,
 ) -> BrokerInfo:
     log_file = data_dir / "stdout.log"
     cmd = [*_java_cmd(java, libs, data_dir, "kafka.Kafka"), str(data_dir / "server.properties")]
@@ -252,21 +339,26 @@ def _launch_and_wait(
     _CHILDREN[proc.pid] = proc
     info = BrokerInfo(proc.pid, bootstrap, str(data_dir), str(log_file))
     try:
-        _wait_ready(proc, info, ready_timeout_s)
+        _wait_ready(proc, info, ready_timeout_s, probe_config)
     except BaseException:  # timeout, crash or Ctrl-C: leave no process behind
         _terminate(proc.pid)
         raise
     return info
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], info: BrokerInfo, ready_timeout_s: float) -> None:
+def _wait_ready(
+    proc: subprocess.Popen[bytes],
+    info: BrokerInfo,
+    ready_timeout_s: float,
+    probe_config: Mapping[str, str] | None = None,
+) -> None:
     deadline = time.monotonic() + ready_timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise LocalKafkaError(
                 f"the broker exited with code {proc.returncode}: {_log_tail(info)}"
             )
-        if broker_answers(info.bootstrap, timeout_s=1.0):
+        if broker_answers(info.bootstrap, timeout_s=1.0, client_config=probe_config):
             return
         time.sleep(0.2)  # a bounded readiness poll; the broker offers no event to await
     raise LocalKafkaError(

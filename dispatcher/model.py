@@ -55,6 +55,47 @@ class Endpoint:
             object.__setattr__(self, "secrets", redacted)  # frozen: set once, here
 
 
+class KafkaProtocol(enum.Enum):
+    """librdkafka's `security.protocol`: TLS and SASL on or off."""
+
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self in (KafkaProtocol.SASL_PLAINTEXT, KafkaProtocol.SASL_SSL)
+
+    @property
+    def uses_tls(self) -> bool:
+        return self in (KafkaProtocol.SSL, KafkaProtocol.SASL_SSL)
+
+
+class SaslMechanism(enum.Enum):
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSecurity:
+    """How the clients authenticate to the brokers and verify them (`[kafka]` security keys).
+
+    Passwords come from environment variables at load time and are held as `Secret`, so
+    they never show in a repr. Files are paths as given, checked when the config loads.
+    """
+
+    protocol: KafkaProtocol = KafkaProtocol.PLAINTEXT
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: Secret | None = None
+    ssl_ca_file: str | None = None  # None: the system's CAs
+    ssl_certificate_file: str | None = None  # a client certificate (mutual TLS)
+    ssl_key_file: str | None = None
+    ssl_key_password: Secret | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class KafkaSettings:
     bootstrap_servers: str
@@ -70,6 +111,7 @@ class KafkaSettings:
     # Extra librdkafka settings passed through untouched (e.g. security.protocol). Left out
     # of the repr: they may hold credentials (sasl.password, ssl.key.password).
     client_config: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     @property
     def deliveries_topic(self) -> str:

@@ -16,7 +16,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from dispatcher.codec import encode_avro_event, encode_confluent_event, encode_json_event
 from dispatcher.errors import DispatcherError, KafkaUnavailableError
-from dispatcher.kafka.clients import producer_config, unreachable_message
+from dispatcher.kafka.clients import KafkaErrorReporter, producer_config, unreachable_message
 from dispatcher.model import EnvelopeFormat, KafkaSettings
 
 SHOWN_LINE_CHARS = 80  # of a bad --file line, in its error
@@ -110,8 +110,11 @@ def publish(
     The topic must exist (brokers here do not create topics on first use, and librdkafka
     would hold the records until they time out): checked first, within `timeout_s`.
     """
-    producer = Producer(producer_config(kafka))
-    _check_topic(producer, kafka.bootstrap_servers, topic, timeout_s)
+    # Quiet until the topic is found: a failure there is summarised in one error.
+    reporter = KafkaErrorReporter(kafka.bootstrap_servers, quiet=True)
+    producer = Producer(producer_config(kafka, reporter))
+    _check_topic(producer, reporter, topic, timeout_s)
+    reporter.quiet = False
     encode = encoder_for(kafka)
     acked, failed = [0], []
 
@@ -136,11 +139,16 @@ def publish(
     return acked[0]
 
 
-def _check_topic(producer: Producer, bootstrap: str, topic: str, timeout_s: float) -> None:
+def _check_topic(
+    producer: Producer, reporter: KafkaErrorReporter, topic: str, timeout_s: float
+) -> None:
+    bootstrap = reporter.bootstrap_servers
     try:
         metadata = producer.list_topics(topic, timeout=timeout_s)
     except KafkaException as exc:
-        raise KafkaUnavailableError(unreachable_message(bootstrap, timeout_s)) from exc
+        producer.poll(0)  # serves the error callbacks: the reporter learns if a broker refused us
+        refusal = reporter.recent_refusal(timeout_s)
+        raise KafkaUnavailableError(unreachable_message(bootstrap, timeout_s, refusal)) from exc
     found = metadata.topics.get(topic)
     error = found.error if found is not None else None
     if found is None or (error is not None and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):

@@ -33,7 +33,7 @@ from dispatcher.dlq import (
     table_row,
 )
 from dispatcher.errors import DecodeError, DispatcherError, KafkaUnavailableError
-from dispatcher.kafka.clients import producer_config
+from dispatcher.kafka.clients import producer_config, security_properties
 from dispatcher.model import Endpoint, KafkaSettings, Settings
 from dispatcher.records import delivery_headers
 from dispatcher.routing import SubscriptionRouter
@@ -65,6 +65,7 @@ class ReadRange:
 def _consumer(kafka: KafkaSettings) -> Consumer:
     config: dict[str, Any] = {
         "bootstrap.servers": kafka.bootstrap_servers,
+        **security_properties(kafka.security),
         # librdkafka wants a group id; this one is never joined (assign, not subscribe) and
         # nothing is committed under it.
         "group.id": f"{kafka.group_id}.reader.{uuid.uuid4().hex[:12]}",

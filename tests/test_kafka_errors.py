@@ -95,13 +95,59 @@ def test_other_errors_are_logged_once_per_interval_each(
     reporter = KafkaErrorReporter("b:9092", clock=clock)
     with caplog.at_level(logging.WARNING):
         for _ in range(5):
-            reporter(KafkaError(KafkaError._SSL, "handshake failed"))
-            reporter(KafkaError(KafkaError._AUTHENTICATION, "bad password"))
+            reporter(KafkaError(KafkaError._MSG_TIMED_OUT, "message timed out"))
+            reporter(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "not authorized"))
 
     assert reports(caplog) == [
-        "Kafka: handshake failed (_SSL)",
-        "Kafka: bad password (_AUTHENTICATION)",
+        "Kafka: message timed out (_MSG_TIMED_OUT)",
+        "Kafka: not authorized (TOPIC_AUTHORIZATION_FAILED)",
     ]
+
+
+def sasl_refusal(after_ms: int) -> KafkaError:
+    # As librdkafka words it, with the broker and the attempt's timing around the reason.
+    return KafkaError(
+        KafkaError._AUTHENTICATION,
+        "sasl_ssl://127.0.0.1:9093/bootstrap: SASL authentication error: Authentication"
+        f" failed: Invalid username or password (after {after_ms}ms in state AUTH_REQ)",
+    )
+
+
+def test_a_refusing_broker_is_one_line_per_growing_interval_that_says_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    reporter = KafkaErrorReporter("127.0.0.1:9093", clock=clock)
+    with caplog.at_level(logging.WARNING):
+        for attempt in range(120):  # one refusal and one "all brokers down" per attempt
+            reporter(sasl_refusal(300 + attempt % 3))
+            reporter(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
+            clock.now += 0.3
+
+    lines = reports(caplog)
+    assert len(lines) == 3  # at 0 s, 10 s and 30 s of 36 s
+    reason = "SASL authentication error: Authentication failed: Invalid username or password"
+    assert lines[0] == (
+        f"Kafka at 127.0.0.1:9093 refused us: {reason}: check [kafka] security_protocol,"
+        " sasl_mechanism, sasl_username, sasl_password_env and ssl_ca_file;"
+        " retrying, next report in 10 s"
+    )
+    # The brokers are "down" because they refuse us: no misleading "is the broker up?".
+    assert reporter.unreachable_reports == 0
+    assert reporter.recent_refusal(within_s=1) == reason
+    clock.now += 5
+    assert reporter.recent_refusal(within_s=1) is None
+
+
+def test_a_certificate_that_does_not_verify_is_a_refusal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reporter = KafkaErrorReporter("127.0.0.1:9093", clock=FakeClock())
+    with caplog.at_level(logging.WARNING):
+        reporter(KafkaError(KafkaError._SSL, "ssl://h:1/bootstrap: certificate verify failed"))
+
+    assert reports(caplog)[0].startswith("Kafka at 127.0.0.1:9093 refused us: certificate verify")
+    assert reporter.refused_reports == 1
 
 
 def librdkafka_record(facility: str, message: str, level: int) -> logging.LogRecord:

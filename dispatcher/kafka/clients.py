@@ -9,6 +9,7 @@ interval, not a line per connection attempt.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +17,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from dispatcher.model import KafkaSettings
+from dispatcher.model import KafkaSecurity, KafkaSettings
+from dispatcher.secret import Secret
 
 log = logging.getLogger("dispatcher.kafka")
 LIBRDKAFKA_LOG = logging.getLogger("dispatcher.librdkafka")
@@ -29,6 +31,19 @@ _MAX_REMEMBERED_ERRORS = 1000
 UNREACHABLE_CODES = frozenset(
     {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE}
 )
+# Error codes that mean "a broker answered and refused us": wrong credentials, a certificate
+# that does not verify. Reported like unreachable brokers (they repeat with every attempt),
+# and kept, so that a command that gives up can say why.
+REFUSED_CODES = frozenset(
+    {KafkaError._AUTHENTICATION, KafkaError._SSL, KafkaError.SASL_AUTHENTICATION_FAILED}
+)
+SECURITY_KEYS_HINT = (
+    "check [kafka] security_protocol, sasl_mechanism, sasl_username, sasl_password_env"
+    " and ssl_ca_file"
+)
+# librdkafka's per-attempt decorations of a refusal: the broker and the attempt's timing.
+_ATTEMPT_PREFIX = re.compile(r"^\S+://\S+: ")
+_ATTEMPT_SUFFIX = re.compile(r" \(after \d+ms in state \w+\)$")
 # librdkafka log facilities of connection attempts and their fallout, which the reporter's
 # line already covers; shown only when DEBUG is enabled for the logger.
 _CONNECTIVITY_FACILITIES = frozenset({"FAIL", "ERROR", "REQTMOUT", "BGQUEUE"})
@@ -46,7 +61,10 @@ class KafkaErrorReporter:
     worker can stop. "Cannot reach the brokers" errors, which librdkafka raises for every
     connection attempt of every client, become one line saying what and what to do, again
     after 10 s, 20 s, 40 s ... (at most every 5 min); an outage after a quiet spell starts
-    over at 10 s. Other errors are logged, each distinct message at most once per 10 s.
+    over at 10 s. A broker that refuses us (credentials, certificates) is reported the same
+    way, with librdkafka's reason, and kept in `refusal`. Other errors are logged, each
+    distinct message at most once per 10 s. A `quiet` reporter logs nothing: a one-shot
+    command that gives up says what it learnt in its final error instead.
     Called from librdkafka's polling threads, hence the lock.
     """
 
@@ -56,17 +74,20 @@ class KafkaErrorReporter:
         first_interval_s: float = FIRST_REPORT_INTERVAL_S,
         max_interval_s: float = MAX_REPORT_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
+        quiet: bool = False,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.quiet = quiet
         self.fatal: KafkaError | None = None
         self.unreachable_reports = 0
+        self.refused_reports = 0
+        self.refusal: str | None = None  # why a broker last refused us (no secret in it)
+        self._refused_at: float | None = None
         self._first_interval_s = first_interval_s
-        self._max_interval_s = max_interval_s
         self._clock = clock
         self._lock = threading.Lock()
-        self._interval_s = first_interval_s
-        self._next_report_at: float | None = None  # None: the next unreachable error reports
-        self._last_unreachable_at = 0.0
+        self._unreachable_gate = _GrowingInterval(first_interval_s, max_interval_s)
+        self._refused_gate = _GrowingInterval(first_interval_s, max_interval_s)
         self._others_reported_at: dict[str, float] = {}
         self._fatal_listeners: list[Callable[[KafkaError], None]] = []
 
@@ -81,6 +102,8 @@ class KafkaErrorReporter:
     def __call__(self, error: KafkaError) -> None:
         if error.fatal():
             self._fatal(error)
+        elif error.code() in REFUSED_CODES:
+            self._refused(error)
         elif error.code() in UNREACHABLE_CODES:
             self._unreachable()
         else:
@@ -92,25 +115,47 @@ class KafkaErrorReporter:
                 return
             self.fatal = error
             listeners = list(self._fatal_listeners)
-        log.error("Kafka client failed and cannot recover: %s", _describe(error))
+        self._log(logging.ERROR, "Kafka client failed and cannot recover: %s", _describe(error))
         for listener in listeners:
             listener(error)
+
+    def recent_refusal(self, within_s: float) -> str | None:
+        """Why a broker refused us, if it did in the last `within_s` seconds."""
+        with self._lock:
+            refused_at = self._refused_at
+            if refused_at is None or self._clock() - refused_at > within_s:
+                return None
+            return self.refusal
+
+    def _refused(self, error: KafkaError) -> None:
+        reason = refusal_reason(error.str())
+        with self._lock:
+            now = self._clock()
+            self.refusal, self._refused_at = reason, now
+            interval = self._refused_gate.due(now)
+            if interval is None:
+                return
+            self.refused_reports += 1
+        self._log(
+            logging.ERROR,
+            "Kafka at %s refused us: %s: %s; retrying, next report in %.0f s",
+            self.bootstrap_servers,
+            reason,
+            SECURITY_KEYS_HINT,
+            interval,
+        )
 
     def _unreachable(self) -> None:
         with self._lock:
             now = self._clock()
-            if now - self._last_unreachable_at > 2 * self._interval_s:
-                # A new outage after a quiet spell: report it now, at the first interval.
-                self._next_report_at = None
-                self._interval_s = self._first_interval_s
-            self._last_unreachable_at = now
-            if self._next_report_at is not None and now < self._next_report_at:
+            if self._refused_at is not None and now - self._refused_at < 2 * self._first_interval_s:
+                return  # "all brokers down" because they refused us: that line said why
+            interval = self._unreachable_gate.due(now)
+            if interval is None:
                 return
-            interval = self._interval_s
-            self._next_report_at = now + interval
-            self._interval_s = min(interval * 2, self._max_interval_s)
             self.unreachable_reports += 1
-        log.warning(
+        self._log(
+            logging.WARNING,
             "cannot reach Kafka at %s (bootstrap_servers): is the broker up and the address"
             " right? retrying, next report in %.0f s",
             self.bootstrap_servers,
@@ -127,14 +172,55 @@ class KafkaErrorReporter:
             if len(self._others_reported_at) >= _MAX_REMEMBERED_ERRORS:
                 self._others_reported_at.clear()  # bounded; at worst a line shows again
             self._others_reported_at[message] = now
-        log.warning("Kafka: %s", message)
+        self._log(logging.WARNING, "Kafka: %s", message)
+
+    def _log(self, level: int, message: str, *args: object) -> None:
+        if not self.quiet:
+            log.log(level, message, *args)
+
+
+class _GrowingInterval:
+    """When to report a condition that repeats: at once, then after the first interval, twice
+    that, ... (capped); a quiet spell of two intervals starts over. Used under a lock."""
+
+    def __init__(self, first_s: float, max_s: float) -> None:
+        self._first_s = first_s
+        self._max_s = max_s
+        self._interval_s = first_s
+        self._next_at: float | None = None  # None: the next occurrence reports
+        self._last_seen = 0.0
+
+    def due(self, now: float) -> float | None:
+        """The interval until the next report when this occurrence reports, else None."""
+        if now - self._last_seen > 2 * self._interval_s:
+            self._next_at = None
+            self._interval_s = self._first_s
+        self._last_seen = now
+        if self._next_at is not None and now < self._next_at:
+            return None
+        interval = self._interval_s
+        self._next_at = now + interval
+        self._interval_s = min(interval * 2, self._max_s)
+        return interval
+
+
+def refusal_reason(message: str) -> str:
+    """librdkafka's refusal without the attempt's broker prefix and timing suffix, so that
+    every attempt's message reads the same."""
+    return _ATTEMPT_SUFFIX.sub("", _ATTEMPT_PREFIX.sub("", message.strip()))
 
 
 def _describe(error: KafkaError) -> str:
     return f"{error.str()} ({error.name()})"
 
 
-def unreachable_message(bootstrap_servers: str, waited_s: float) -> str:
+def unreachable_message(bootstrap_servers: str, waited_s: float, refusal: str | None = None) -> str:
+    """Why a command gave up on Kafka; `refusal`: the reason a broker refused us, if one did."""
+    if refusal is not None:
+        return (
+            f"Kafka at {bootstrap_servers} refused us within {waited_s:g} s: {refusal}:"
+            f" {SECURITY_KEYS_HINT}"
+        )
     return (
         f"cannot reach Kafka at {bootstrap_servers} (bootstrap_servers) within {waited_s:g} s:"
         " start the broker (make kafka-up) or fix bootstrap_servers / KAFKA_BOOTSTRAP_SERVERS"
@@ -190,9 +276,35 @@ def process_reporter(bootstrap_servers: str) -> KafkaErrorReporter:
         return reporter
 
 
+def security_properties(security: KafkaSecurity) -> dict[str, str]:
+    """The librdkafka properties of `[kafka]`'s security keys; every client kind takes them.
+
+    The passwords are revealed here, into the dict given to librdkafka, and nowhere else.
+    """
+    properties = {"security.protocol": security.protocol.value}
+    if security.sasl_mechanism is not None:
+        properties["sasl.mechanism"] = security.sasl_mechanism.value
+    optional = {
+        "sasl.username": security.sasl_username,
+        "sasl.password": _revealed(security.sasl_password),
+        "ssl.ca.location": security.ssl_ca_file,
+        "ssl.certificate.location": security.ssl_certificate_file,
+        "ssl.key.location": security.ssl_key_file,
+        "ssl.key.password": _revealed(security.ssl_key_password),
+    }
+    properties.update({key: value for key, value in optional.items() if value is not None})
+    return properties
+
+
+def _revealed(secret: Secret | None) -> str | None:
+    # librdkafka takes passwords as text; config.py made these from UTF-8 text.
+    return None if secret is None else secret.reveal().decode()
+
+
 def _common(kafka: KafkaSettings, reporter: KafkaErrorReporter | None) -> dict[str, Any]:
     return {
         "bootstrap.servers": kafka.bootstrap_servers,
+        **security_properties(kafka.security),
         "error_cb": reporter or process_reporter(kafka.bootstrap_servers),
         "logger": LIBRDKAFKA_LOG,
     }

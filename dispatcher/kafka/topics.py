@@ -19,7 +19,11 @@ from confluent_kafka.admin._config import (
 from confluent_kafka.cimpl import NewTopic
 
 from dispatcher.errors import KafkaUnavailableError
-from dispatcher.kafka.clients import KafkaErrorReporter, admin_config, unreachable_message
+from dispatcher.kafka.clients import (
+    KafkaErrorReporter,
+    admin_config,
+    unreachable_message,
+)
 from dispatcher.model import KafkaSettings, Settings
 
 RETRY_RETENTION_MS = 7 * 24 * 3600 * 1000
@@ -65,12 +69,17 @@ def ensure_topics(
     """Create what is missing; compare what exists, except `not_compared` (topics of others,
     such as the source topics). Raises KafkaUnavailableError when no broker answers within
     `timeout_s`."""
+    # Quiet by default: a failure is summarised in the error raised, with what the
+    # reporter learnt (say, that a broker refused our credentials).
+    reporter = reporter or KafkaErrorReporter(kafka.bootstrap_servers, quiet=True)
     admin = AdminClient(admin_config(kafka, reporter))
     try:
         metadata = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
+        admin.poll(0)  # serves the error callbacks: the reporter learns if a broker refused us
+        refusal = reporter.recent_refusal(timeout_s)
         raise KafkaUnavailableError(
-            unreachable_message(kafka.bootstrap_servers, timeout_s)
+            unreachable_message(kafka.bootstrap_servers, timeout_s, refusal)
         ) from exc
     existing = {name: len(topic.partitions) for name, topic in metadata.topics.items()}
     compared = [name for name, _ in topics if name in existing and name not in not_compared]
