@@ -320,6 +320,7 @@ class Worker:
                     len(state.skip),
                     committed,
                 )
+        self._count_assigned()
         log.info("assigned %s", [(t, p) for t, p, _, _ in assigned])
 
     async def _on_revoke(self, partitions: Partitions, lost: bool) -> Commits:
@@ -332,6 +333,7 @@ class Worker:
         """Stop work of `partitions` (queued work dropped, waits cancelled, requests on the
         wire given `grace_s`) and return their final commits."""
         states = [self._parts.pop(tp) for tp in partitions if tp in self._parts]
+        self._count_assigned()
         for state in states:
             self._paused.discard(state)
             if state.buffered:
@@ -351,6 +353,34 @@ class Worker:
                 metadata = ""
             commits.append((state.topic, state.partition, offset, metadata))
         return commits
+
+    # --- views for the metrics server (read from its thread) ----------------------------------
+
+    def _count_assigned(self) -> None:
+        """Group partitions owned (the retry tiers' follow the deliveries topic's)."""
+        self.stats.assigned_partitions = sum(
+            1 for t, _ in self._parts if t not in self._retry_topics
+        )
+
+    def partition_offsets(self) -> tuple[tuple[str, int, int, int], ...]:
+        """(topic, partition, committed, high watermark) per owned partition, as the poll
+        thread last saw them; empty before `run` or with a poller that has none."""
+        poller = getattr(self, "_poller", None)
+        offsets: tuple[tuple[str, int, int, int], ...] = getattr(poller, "offsets", ())
+        return offsets
+
+    def paused_partitions(self) -> dict[str, int]:
+        """Partitions paused now, by stage: sources and deliveries for backpressure, retry
+        tiers waiting for their head to be due."""
+        parts = list(self._parts.values())
+        stage2: frozenset[str] = getattr(self, "_stage2_topics", frozenset())
+        return {
+            "sources": sum(1 for p in parts if p.topic not in stage2)
+            if self.stats.paused_sources
+            else 0,
+            "deliveries": sum(1 for p in parts if p.paused),
+            "retries": sum(1 for p in parts if p.waiting),
+        }
 
     # --- background --------------------------------------------------------------------------
 
