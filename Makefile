@@ -92,7 +92,7 @@ deploy-check: setup
 	  echo "docker compose: not installed here; tests/test_deploy_manifests.py checks the file's structure"; \
 	fi
 	$(PY) -m pytest -q tests/test_deploy_docs.py tests/test_deploy_dashboard.py \
-	  tests/test_deploy_manifests.py tests/test_deploy_metrics_bridge.py
+	  tests/test_deploy_manifests.py
 
 clean: kafka-down
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -164,11 +164,11 @@ async def test_metrics_are_served_for_prometheus(
     delivered = [
         line
         for line in scrape.splitlines()
-        if line.startswith("webhook_dispatcher_delivered_total ")
+        if line.startswith('webhook_attempts_total{endpoint="a",outcome="delivered"} ')
     ]
     assert len(delivered) == 1
     assert float(delivered[0].split()[1]) >= 20
-    assert "webhook_dispatcher_in_flight " in scrape
+    assert "webhook_deliveries_in_flight " in scrape
 
 
 def free_port() -> int:
