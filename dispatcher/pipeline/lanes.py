@@ -361,6 +361,7 @@ class Lane:
             self.endpoint.id,
             transition.before.value,
             transition.after.value,
+            extra={"event": "breaker", "endpoint": self.endpoint.id},
         )
 
     def _to_retry_tier(

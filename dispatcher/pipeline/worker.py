@@ -43,6 +43,8 @@ from dispatcher.stats import WorkerStats
 log = logging.getLogger(__name__)
 
 RESUME_CHECK_INTERVAL_S = 0.01
+_PAUSE = {"event": "pause"}  # log fields of backpressure transitions (dispatcher.logs)
+_RESUME = {"event": "resume"}
 COMMIT_EVERY_TICKS = 50  # 0.5 s: what a SIGKILL can make the next owner redo
 
 
@@ -218,6 +220,7 @@ class Worker:
             self._poller.pause(self._source_topics)
             stats.paused_sources = True
             stats.pauses += 1
+            log.info("paused source partitions: %d events routing", stats.routing, extra=_PAUSE)
 
     def _dead_letter_failed(
         self, message: Message, part: PartitionState, offset: int, error: Exception
@@ -276,6 +279,8 @@ class Worker:
             self._paused.add(part)
         self._poller.pause_partitions([(p.topic, p.partition) for p in full])
         self.stats.pauses += len(full)
+        if not self.stats.paused_deliveries:
+            log.info("paused %d deliveries partitions: buffer full", len(full), extra=_PAUSE)
         self.stats.paused_deliveries = True
 
     def _resume_drained_delivery_partitions(self) -> None:
@@ -288,6 +293,8 @@ class Worker:
             self._paused.discard(part)
         resume = [(p.topic, p.partition) for p in drained if p.active and not p.waiting]
         self._poller.resume_partitions(resume)
+        if not self._paused:
+            log.info("resumed deliveries partitions", extra=_RESUME)
         self.stats.paused_deliveries = bool(self._paused)
 
     def _ingest_delivery(self, message: Message, part: PartitionState, offset: int) -> None:
@@ -321,12 +328,13 @@ class Worker:
                     committed,
                 )
         self._count_assigned()
-        log.info("assigned %s", [(t, p) for t, p, _, _ in assigned])
+        log.info("assigned %s", [(t, p) for t, p, _, _ in assigned], extra={"event": "assigned"})
 
     async def _on_revoke(self, partitions: Partitions, lost: bool) -> Commits:
         grace = 0.0 if lost else self.settings.delivery.shutdown_grace_s
         commits = await self._release(partitions, grace)
-        log.info("%s %s", "lost" if lost else "revoked", partitions)
+        event = "lost" if lost else "revoked"
+        log.info("%s %s", event, partitions, extra={"event": event})
         return [] if lost else commits
 
     async def _release(self, partitions: Partitions, grace_s: float) -> Commits:
@@ -398,6 +406,7 @@ class Worker:
             if stats.paused_sources and stats.routing <= low_water:
                 self._poller.resume(self._source_topics)
                 stats.paused_sources = False
+                log.info("resumed source partitions", extra=_RESUME)
             ticks += 1
             if ticks % COMMIT_EVERY_TICKS == 0:
                 self._commit()
