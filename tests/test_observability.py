@@ -31,10 +31,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dispatcher.config import load_settings
+from dispatcher.health import HealthState, MetricsServer
 from dispatcher.logs import secrets_of
+from dispatcher.metrics import StatsCollector, build_registry
 from dispatcher.model import Settings
 from dispatcher.receiver import Behaviour
 from dispatcher.receiver.thread import ReceiverThread
+from dispatcher.stats import WorkerStats
 from tests.pipeline_harness import create_all_topics, new_secret, produce_events
 from tests.test_deploy_dashboard import expressions
 
@@ -190,6 +193,28 @@ def observed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
             yield observed
         finally:
             observed.stop()
+
+
+def test_the_server_answers_probes_from_its_own_thread_when_the_loop_is_stuck() -> None:
+    now = [100.0]
+    stats = WorkerStats(assigned_partitions=2)
+    health = HealthState(stats, clock=lambda: now[0])
+    registry = build_registry(StatsCollector(stats))
+    server = MetricsServer("127.0.0.1", 0, registry, health)
+    server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        assert get(f"{base}/healthz") == (200, "ok\n")
+        assert get(f"{base}/readyz") == (200, "ok: 2 partitions\n")
+        now[0] += 60  # no heartbeat for a minute: a blocked loop
+        assert get(f"{base}/healthz") == (503, "event loop has not answered for 60.0 s\n")
+        assert get(f"{base}/readyz")[0] == 503
+        status, text = get(f"{base}/metrics")
+        assert status == 200
+        assert "webhook_assigned_partitions 2.0" in text
+        assert "process_cpu_seconds_total" in text
+    finally:
+        server.close()
 
 
 def test_readyz_is_not_ready_before_assignment_and_ready_after(observed: Observed) -> None:
