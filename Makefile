@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH ?= quick
 
-.PHONY: help setup system-deps kafka-jars kafka-up kafka-down run test test-unit lint bench bench-deps clean deploy-check fuzz chaos
+.PHONY: help setup system-deps prometheus-deps kafka-jars kafka-up kafka-down run test test-unit lint bench bench-deps clean deploy-check fuzz chaos
 
 help:
 	@echo "make setup       venv in .venv with the project and its dev tools"
@@ -30,6 +30,17 @@ system-deps:
 	  fi; \
 	fi
 
+# tests/test_observability.py runs every dashboard query against Debian's Prometheus.
+prometheus-deps:
+	@if ! command -v prometheus >/dev/null; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing prometheus with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else \
+	    echo "missing: prometheus. Install Debian's prometheus package (or Prometheus 2.x on PATH); tests/test_observability.py fails without it." >&2; exit 1; \
+	  fi; \
+	fi
+
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11+ or run make PYTHON=python3.12" >&2; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,7 +59,7 @@ kafka-up: kafka-jars
 kafka-down:
 	@if [ -x $(PY) ]; then $(PY) -m dispatcher.local_kafka down; fi
 
-test: kafka-jars bench-deps  # the bench smoke test drives nginx and wrk
+test: kafka-jars bench-deps prometheus-deps  # the bench smoke test drives nginx and wrk
 	$(PY) -m pytest -q
 
 test-unit: setup
@@ -92,7 +103,7 @@ deploy-check: setup
 	  echo "docker compose: not installed here; tests/test_deploy_manifests.py checks the file's structure"; \
 	fi
 	$(PY) -m pytest -q tests/test_deploy_docs.py tests/test_deploy_dashboard.py \
-	  tests/test_deploy_manifests.py tests/test_deploy_metrics_bridge.py
+	  tests/test_deploy_manifests.py
 
 clean: kafka-down
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

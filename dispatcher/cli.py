@@ -68,6 +68,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.progress is not None:
             one += ["--progress", str(args.progress)]
         return runner.run_processes(one, args.workers)
+    from dispatcher.logs import configure, secrets_of
+
+    configure(settings.log, args.log_level.upper(), secrets_of(settings))
     progress = args.progress if args.progress is not None else (1.0 if sys.stderr.isatty() else 0)
     return runner.run_worker(settings, progress, args.worker_index)
 

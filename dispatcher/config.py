@@ -30,7 +30,7 @@ from dispatcher.egress import (
 from dispatcher.errors import ConfigError
 from dispatcher.kafka.clients import client_property_problem
 from dispatcher.kafka.security_files import check_tls_files
-from dispatcher.metrics import MetricsListen
+from dispatcher.metrics import DEFAULT_TOP_ENDPOINTS, MetricsListen
 from dispatcher.model import (
     DeliverySettings,
     Endpoint,
@@ -38,6 +38,9 @@ from dispatcher.model import (
     KafkaProtocol,
     KafkaSecurity,
     KafkaSettings,
+    LogFormat,
+    LogLevel,
+    LogSettings,
     Ordering,
     SaslMechanism,
     SecuritySettings,
@@ -49,7 +52,7 @@ from dispatcher.tls import TlsFileError, context_for
 
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 
-_TOP_KEYS = ("kafka", "delivery", "endpoints", "metrics", "security")
+_TOP_KEYS = ("kafka", "delivery", "endpoints", "metrics", "security", "log")
 _KAFKA_KEYS = (
     *("bootstrap_servers", "group_id", "source_topics", "topic_prefix", "source_format"),
     *("avro_schema", "avro_schemas", "deliveries_partitions", "replication_factor", "client"),
@@ -75,7 +78,8 @@ ENDPOINT_KEYS = (
     *("max_in_flight", "rate_limit_per_s", "ordering"),
     *("ca_file", "client_cert_file", "client_key_file", "permanent_statuses"),
 )
-_METRICS_KEYS = ("port", "listen")
+_METRICS_KEYS = ("port", "listen", "top_endpoints")
+_LOG_KEYS = ("format", "level")
 _SECURITY_KEYS = SecuritySettings.__slots__
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _TLS_KEYS = ("ca_file", "client_cert_file", "client_key_file")
@@ -109,7 +113,9 @@ _EVENT_PATTERN = re.compile(r"\*|[^.*\s]+(\.[^.*\s]+)*(\.\*)?")
 _TOPIC_MEANING = "a Kafka topic name (up to 200 letters, digits, '.', '_', '-')"
 _PATTERN_MEANING = "an event type pattern: exact 'a.b', prefix 'a.*', or '*'"
 _MAX_SCHEMA_ID = 2**31 - 1
-_Choice = TypeVar("_Choice", EnvelopeFormat, Ordering, KafkaProtocol, SaslMechanism)
+_Choice = TypeVar(
+    "_Choice", EnvelopeFormat, Ordering, KafkaProtocol, SaslMechanism, LogFormat, LogLevel
+)
 _SHOWN_CHARS = 60
 _TYPE_NAMES = {
     bool: "a boolean",
@@ -169,6 +175,7 @@ def parse_settings(
         metrics=_metrics(metrics),
         source_file=source,
         security=security,
+        log=_log(root.table("log", _LOG_KEYS)),
     )
 
 
@@ -337,11 +344,17 @@ def _client_config(client: _Table) -> tuple[tuple[str, str], ...]:
     return tuple(client_config)
 
 
+def _log(table: _Table) -> LogSettings:
+    level = table.choice("level", LogLevel, LogLevel.WARNING) if table.has("level") else None
+    return LogSettings(format=table.choice("format", LogFormat, LogFormat.TEXT), level=level)
+
+
 def _metrics(table: _Table) -> MetricsListen:
     if table.has("port") and table.has("listen"):
         raise table.error("listen", "give either 'listen' or 'port', not both")
+    top = table.integer("top_endpoints", DEFAULT_TOP_ENDPOINTS, 1, 10_000)
     if not table.has("listen"):
-        return MetricsListen(port=table.integer_or_none("port", 1, 65535))
+        return MetricsListen(port=table.integer_or_none("port", 1, 65535), top_endpoints=top)
     listen = table.string("listen", None)
     host, _, port = listen.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")  # "[::1]:9108"
@@ -349,7 +362,7 @@ def _metrics(table: _Table) -> MetricsListen:
         raise table.error(
             "listen", f"must be 'host:port' like '127.0.0.1:9108', got {_show(listen)}"
         )
-    return MetricsListen(port=int(port), host=host)
+    return MetricsListen(port=int(port), host=host, top_endpoints=top)
 
 
 def _delivery(table: _Table) -> DeliverySettings:

@@ -191,6 +191,26 @@ class SecuritySettings:
     max_response_header_bytes: int = 8190
 
 
+class LogFormat(enum.Enum):
+    TEXT = "text"
+    JSON = "json"  # one JSON object per line
+
+
+class LogLevel(enum.Enum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    """The `[log]` section (dispatcher.logs)."""
+
+    format: LogFormat = LogFormat.TEXT
+    level: LogLevel | None = None  # None: the CLI's --log-level (WARNING by default)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     kafka: KafkaSettings
@@ -199,6 +219,7 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     source_file: str = "<memory>"
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    log: LogSettings = field(default_factory=LogSettings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,9 @@ from collections.abc import Callable
 
 import uvloop
 
-from dispatcher.kafka.clients import process_reporter
-from dispatcher.metrics import listen_address
+from dispatcher.health import HealthState
+from dispatcher.kafka.clients import KafkaErrorReporter, process_reporter
+from dispatcher.metrics import serve_metrics
 from dispatcher.model import Settings
 from dispatcher.pipeline.worker import Worker, WorkerFailed
 from dispatcher.stats import WorkerStats
@@ -67,12 +68,24 @@ async def serve(settings: Settings, progress_every_s: float = 0.0, worker_index:
     kafka_errors = process_reporter(settings.kafka.bootstrap_servers)
     kafka_errors.on_fatal(lambda _error: _call_soon(loop, stop.set))
     worker = Worker(settings)
-    address = listen_address(settings.metrics, worker_index)
-    if address is not None:
-        from dispatcher.metrics import register, serve_metrics
-
-        serve_metrics(*address)
-        register(worker.stats)
+    health = HealthState(worker.stats, lambda: _fatal_text(kafka_errors))
+    metrics_server = serve_metrics(
+        settings,
+        worker_index,
+        worker.stats,
+        health,
+        worker.partition_offsets,
+        worker.paused_partitions,
+    )
+    heartbeat = asyncio.create_task(health.run_heartbeat())
+    log.info(
+        "worker %d started: %d endpoints, sources %s, metrics %s",
+        worker_index,
+        len(settings.endpoints),
+        list(settings.kafka.source_topics),
+        "off" if metrics_server is None else f"port {metrics_server.port}",
+        extra={"event": "start", "worker_index": worker_index},
+    )
     reporter = None
     if progress_every_s > 0:
         reporter = asyncio.create_task(_report_progress(worker.stats, progress_every_s, _writer()))
@@ -82,6 +95,9 @@ async def serve(settings: Settings, progress_every_s: float = 0.0, worker_index:
         print(f"\ndispatcher: worker failed: {exc}", file=sys.stderr)
         return 1
     finally:
+        heartbeat.cancel()
+        if metrics_server is not None:
+            metrics_server.close()
         if reporter is not None:
             reporter.cancel()
     if kafka_errors.fatal is not None:
@@ -90,6 +106,10 @@ async def serve(settings: Settings, progress_every_s: float = 0.0, worker_index:
     if progress_every_s > 0:
         print(f"\ndispatcher: stopped. {progress_line(worker.stats, 0.0)}", file=sys.stderr)
     return 0
+
+
+def _fatal_text(errors: KafkaErrorReporter) -> str | None:
+    return None if errors.fatal is None else str(errors.fatal.str())
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:

@@ -1,7 +1,8 @@
 """The Grafana dashboard of the compose stack uses only metrics that dispatcher.metrics exposes.
 
-The exposed names are taken from a scrape of `StatsCollector` itself (counters get `_total`),
-so renaming a metric in the code without updating the dashboard fails here.
+The exposed names are taken from a scrape of `StatsCollector` itself (counters get `_total`,
+histograms `_bucket`, `_sum` and `_count`), so renaming a metric in the code without updating
+the dashboard fails here. tests/test_prometheus.py runs every query against a real Prometheus.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
+from dispatcher import metrics
 from dispatcher.metrics import COUNTERS, GAUGES, StatsCollector
 from dispatcher.stats import WorkerStats
 
@@ -33,10 +35,19 @@ _KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
 
 def exposed_names() -> set[str]:
     """Metric names as a Prometheus scrape of the collector shows them."""
+    stats = WorkerStats()
+    stats.endpoint("shop-1")  # labelled families show only with an endpoint and a partition
+    collector = StatsCollector(
+        stats,
+        partitions=lambda: [("wh.retry.1", 0, 3, 5)],
+        paused=lambda: {"deliveries": 0},
+        retry_tiers={"wh.retry.1": 1},
+    )
     registry = CollectorRegistry()
-    registry.register(StatsCollector(WorkerStats()))
+    registry.register(collector)
     text = generate_latest(registry).decode()
-    return {line.split()[0] for line in text.splitlines() if line and not line.startswith("#")}
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    return {line.split()[0].split("{")[0] for line in lines}
 
 
 def metric_names(expr: str) -> set[str]:
@@ -70,10 +81,24 @@ def expressions() -> list[str]:
     ]
 
 
+HISTOGRAMS = (metrics.REQUEST_DURATION, metrics.END_TO_END)
+# Counters as a scrape names them: read only through rate() or increase().
+COUNTER_SERIES = {f"{name}_total" for name, _ in COUNTERS.values()} | {
+    f"{metrics.ATTEMPTS}_total",
+    *(f"{name}_{part}" for name in HISTOGRAMS for part in ("bucket", "sum", "count")),
+}
+
+
 def test_exposed_names_follow_the_definitions_in_metrics_py() -> None:
-    expected = {f"webhook_dispatcher_{name}_total" for name in COUNTERS}
-    expected |= {f"webhook_dispatcher_{name}" for name in GAUGES}
+    expected = COUNTER_SERIES | {name for name, _ in GAUGES.values()}
+    expected |= {
+        metrics.BREAKER_STATE,
+        metrics.PAUSED_PARTITIONS,
+        metrics.CONSUMER_LAG,
+        metrics.RETRY_TIER_DEPTH,
+    }
     assert exposed_names() == expected
+    assert all(name.startswith("webhook_") for name in expected)
 
 
 def test_the_expression_parser_finds_series_and_skips_the_rest() -> None:
@@ -92,28 +117,33 @@ def test_every_metric_of_the_dashboard_exists_in_dispatcher_metrics() -> None:
 
 
 @pytest.mark.parametrize(
-    ("panel_title", "metrics"),
+    ("panel_title", "names"),
     [
+        ("Throughput by outcome", {"webhook_attempts_total"}),
+        ("Request latency percentiles", {"webhook_request_duration_seconds_bucket"}),
+        ("End-to-end latency percentiles", {"webhook_end_to_end_seconds_bucket"}),
         (
-            "Throughput by outcome",
-            {"delivered_total", "attempts_failed_total", "dead_lettered_total"},
+            "Retries and dead letters",
+            {"webhook_retries_scheduled_total", "webhook_dead_letters_total"},
         ),
-        ("Failed attempts and dead letters per worker", {"attempts_failed_total"}),
-        ("In flight and buffered", {"in_flight", "buffered"}),
-        ("Backpressure pauses", {"paused_sources", "paused_deliveries"}),
+        ("Retry tier depth", {"webhook_retry_tier_depth_records"}),
+        ("Consumer lag per partition", {"webhook_consumer_lag_records"}),
+        ("Top endpoints by failures", {"webhook_attempts_total"}),
+        ("Breaker states", {"webhook_breaker_state"}),
+        ("Paused partitions", {"webhook_paused_partitions"}),
+        ("In flight and buffered", {"webhook_deliveries_in_flight", "webhook_deliveries_buffered"}),
     ],
 )
-def test_the_required_panels_show_their_metrics(panel_title: str, metrics: set[str]) -> None:
+def test_the_required_panels_show_their_metrics(panel_title: str, names: set[str]) -> None:
     by_title = {panel.get("title"): panel for panel in panels(dashboard()["panels"])}
     panel = by_title[panel_title]
     used = set().union(*(metric_names(t["expr"]) for t in panel["targets"]))
-    assert {f"webhook_dispatcher_{name}" for name in metrics} <= used
+    assert names <= used
 
 
 def test_counters_are_only_read_as_rates_or_increases() -> None:
-    counters = {f"webhook_dispatcher_{name}_total" for name in COUNTERS}
     for expr in expressions():
-        for name in metric_names(expr) & counters:
+        for name in metric_names(expr) & COUNTER_SERIES:
             assert re.search(rf"\b(rate|increase)\(\s*{name}\b", expr), expr
 
 

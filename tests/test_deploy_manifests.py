@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from dispatcher.config import parse_settings
+from dispatcher.metrics import listen_address
 from dispatcher.model import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,6 +110,7 @@ def test_configmap_and_secret_join_into_a_config_the_dispatcher_accepts() -> Non
     endpoints = resources["Secret"]["stringData"]["endpoints.toml"]
     settings = load_toml_config(base + endpoints)  # what the init container's `cat` writes
     assert settings.metrics.port == 9108
+    assert listen_address(settings.metrics, 0) == ("0.0.0.0", 9108)  # the probes reach it
     assert settings.endpoints
     assert "[[endpoints]]" not in base, "endpoints (with secrets) belong in the Secret"
     assert "PLACEHOLDER" in (K8S / "secret.yaml").read_text(encoding="utf-8")
@@ -147,25 +149,27 @@ def test_termination_grace_covers_the_workers_shutdown() -> None:
     assert grace > 3 * settings.delivery.shutdown_grace_s
 
 
-def test_probes_check_the_metrics_port_of_the_config_from_inside_the_container() -> None:
+def test_probes_ask_healthz_and_readyz_on_the_metrics_port() -> None:
     worker = container(pod_spec("Deployment"), "dispatcher")
-    for probe in ("livenessProbe", "readinessProbe"):
-        command = " ".join(worker[probe]["exec"]["command"])
-        assert "http://127.0.0.1:9108/metrics" in command
+    ports = {p["name"]: p["containerPort"] for p in worker["ports"]}
+    assert ports == {"metrics": 9108}
+    assert worker["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert worker["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
 
 
-def test_the_metrics_service_reaches_the_bridge_of_every_worker_pod() -> None:
+def test_the_metrics_service_reaches_every_worker_pod() -> None:
     resources = manifests()
     template = resources["Deployment"]["spec"]["template"]
     assert resources["Deployment"]["spec"]["selector"]["matchLabels"] == LABELS
     assert LABELS.items() <= template["metadata"]["labels"].items()
-    bridge = container(template["spec"], "metrics-bridge")
-    assert bridge["args"] == ["--listen-port", "9109", "--target-port", "9108"]
-    port_names = {p["name"]: p["containerPort"] for p in bridge["ports"]}
+    assert [c["name"] for c in template["spec"]["containers"]] == ["dispatcher"]
+    worker = container(template["spec"], "dispatcher")
+    port_names = {p["name"]: p["containerPort"] for p in worker["ports"]}
     service = resources["Service"]["spec"]
     assert service["selector"].items() <= template["metadata"]["labels"].items()
     (port,) = service["ports"]
-    assert port_names[port["targetPort"]] == port["port"] == 9109
+    assert port_names[port["targetPort"]] == port["port"] == 9108
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == "9108"
     assert resources["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == LABELS
 
 
@@ -190,7 +194,6 @@ def test_compose_has_the_broker_topics_workers_and_monitoring() -> None:
     assert set(services) == {
         *("kafka", "topics", "receiver", "produce", "prometheus", "grafana"),
         *WORKERS,
-        *(f"{worker}-metrics" for worker in WORKERS),
     }
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert services["prometheus"]["image"].startswith("prom/prometheus:")
@@ -222,8 +225,7 @@ def test_compose_starts_things_in_order() -> None:
     assert waits_for("produce") == {"topics": "service_completed_successfully"}
     for worker in WORKERS:
         assert waits_for(worker)["topics"] == "service_completed_successfully"
-        assert waits_for(f"{worker}-metrics") == {worker: "service_started"}
-    assert set(waits_for("prometheus")) == {f"{worker}-metrics" for worker in WORKERS}
+    assert set(waits_for("prometheus")) == set(WORKERS)
     assert set(waits_for("grafana")) == {"prometheus"}
     for name, service in services.items():
         for dep in service.get("depends_on", {}):
@@ -234,7 +236,7 @@ def test_compose_workers_run_one_process_each_with_the_compose_config() -> None:
     services = compose()["services"]
     settings = load_toml_config((DOCKER / "dispatcher.toml").read_text(encoding="utf-8"))
     assert settings.kafka.bootstrap_servers == "kafka:9092"
-    assert settings.metrics.port == 9108
+    assert listen_address(settings.metrics, 0) == ("0.0.0.0", 9108)
     for worker in WORKERS:
         service = services[worker]
         assert service["image"] == services["topics"]["image"]
@@ -255,19 +257,16 @@ def test_compose_endpoints_point_at_the_receiver_service() -> None:
         assert endpoint.url == f"http://receiver:{port}/hooks/{endpoint.id}"
 
 
-def test_prometheus_scrapes_each_workers_bridge() -> None:
+def test_prometheus_scrapes_each_worker_on_its_metrics_port() -> None:
     services = compose()["services"]
     config = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
     (job,) = config["scrape_configs"]
     targets = {t for group in job["static_configs"] for t in group["targets"]}
-    assert targets == {f"{worker}:9109" for worker in WORKERS}
-    for worker in WORKERS:
-        bridge = services[f"{worker}-metrics"]
-        assert bridge["network_mode"] == f"service:{worker}"
-        assert bridge["entrypoint"] == ["metrics-bridge"]
-        assert bridge["command"] == ["--listen-port", "9109", "--target-port", "9108"]
+    assert targets == {f"{worker}:9108" for worker in WORKERS}
     mount = "./prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro"
     assert mount in services["prometheus"]["volumes"]
+    assert "metrics-bridge" not in (DOCKER / "Dockerfile").read_text(encoding="utf-8")
+    assert "/healthz" in (DOCKER / "Dockerfile").read_text(encoding="utf-8")
 
 
 def test_published_ports_are_on_loopback_only() -> None:

@@ -47,6 +47,7 @@ BATCH_SIZE = 1000
 POLL_TIMEOUT_S = 0.05
 COMMITTED_TIMEOUT_S = 10.0
 ERROR_REPORT_INTERVAL_S = 30.0
+OFFSETS_REFRESH_S = 1.0  # how often the thread refreshes `offsets` (for the metrics)
 Partitions = list[tuple[str, int]]
 # (topic, partition, committed offset or None, its metadata)
 Assigned = list[tuple[str, int, int | None, str]]
@@ -93,6 +94,11 @@ class ConsumerPoller:
         self._thread = threading.Thread(target=self._run, name="kafka-poll", daemon=True)
         self._error_reported: dict[int, float] = {}
         self._newly_assigned: list[TopicPartition] = []  # by the callback, for the thread
+        # (topic, partition, committed, high watermark) of every assigned partition, rebuilt
+        # by this thread every OFFSETS_REFRESH_S; read by the metrics from any thread.
+        self.offsets: tuple[tuple[str, int, int, int], ...] = ()
+        self._committed_offsets: dict[tuple[str, int], int] = {}
+        self._offsets_due = 0.0
 
     # --- called by the worker on the loop thread ---------------------------------------------
 
@@ -166,6 +172,7 @@ class ConsumerPoller:
             # first record, and consume(timeout=0) then takes what is already queued.
             first = consumer.poll(POLL_TIMEOUT_S)
             self._announce_assigned()
+            self._refresh_offsets()
             messages = []
             if first is not None:
                 messages = [first, *consumer.consume(num_messages=BATCH_SIZE - 1, timeout=0)]
@@ -179,6 +186,36 @@ class ConsumerPoller:
                 self._taken.clear()
                 self._loop.call_soon_threadsafe(self._hand_over, good)
                 self._taken.wait()
+
+    def _refresh_offsets(self) -> None:
+        """Committed offsets and cached high watermarks (no broker request) of the assigned
+        partitions, for consumer lag; at most every OFFSETS_REFRESH_S."""
+        now = time.monotonic()
+        if now < self._offsets_due:
+            return
+        self._offsets_due = now + OFFSETS_REFRESH_S
+        rows = self._offsets_of(self._consumer, self._consumer.assignment())
+        if self._retries is not None:
+            retry_tps = [TopicPartition(t, p) for t, p in self._retry_assigned]
+            rows += self._offsets_of(self._retries, retry_tps)
+        self.offsets = tuple(rows)
+
+    def _offsets_of(
+        self, consumer: Consumer, partitions: list[TopicPartition]
+    ) -> list[tuple[str, int, int, int]]:
+        rows = []
+        for tp in partitions:
+            try:
+                low, high = consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high < 0:
+                continue  # nothing fetched yet: unknown, not zero
+            committed = self._committed_offsets.get((tp.topic, tp.partition), -1)
+            if committed < 0:  # no commit yet: the consumer starts from the earliest
+                committed = max(low, 0)
+            rows.append((tp.topic, tp.partition, committed, high))
+        return rows
 
     def _hand_over(self, messages: list[Message]) -> None:
         """On the loop."""
@@ -244,6 +281,9 @@ class ConsumerPoller:
             log.warning("commit failed: %s", error)
             return
         failed = [tp for tp in partitions if tp.error is not None]
+        for tp in partitions:
+            if tp.error is None and tp.offset >= 0:
+                self._committed_offsets[(tp.topic, tp.partition)] = tp.offset
         if failed:
             log.warning("commit failed for %s: %s", _pairs(failed), failed[0].error)
 
@@ -284,6 +324,8 @@ class ConsumerPoller:
             assigned += _committed_of(self._retries, mirrored)
             self._retries.incremental_assign(mirrored)
             self._retry_assigned |= set(_pairs(mirrored))
+        for topic, partition, committed, _ in assigned:
+            self._committed_offsets[(topic, partition)] = -1 if committed is None else committed
         self._loop.call_soon_threadsafe(self._on_assign, assigned)
 
     def _mirrored(self, partitions: list[TopicPartition]) -> list[TopicPartition]:

@@ -360,6 +360,9 @@ class Lane:
             result = await self._send(delivery, part, task)
             self._judged(result)
             now = ctx.wall()
+            ctx.stats.record_attempt(
+                self.endpoint.id, result, verdict_of(result, self._policy), meta.event_time_ms, now
+            )
             step = next_step(result, attempt, self._policy, now, ctx.rng.random(), first_at)
             if isinstance(step, Delivered):
                 ctx.stats.delivered += 1
@@ -460,11 +463,13 @@ class Lane:
     def _breaker_changed(self, transition: Transition) -> None:
         if transition.after is BreakerState.OPEN:
             self._ctx.stats.breaker_opens += 1
+        self._ctx.stats.breaker_changed(self.endpoint.id, transition.after.value)
         log.warning(
             "endpoint %s: circuit breaker %s -> %s",
             self.endpoint.id,
             transition.before.value,
             transition.after.value,
+            extra={"event": "breaker", "endpoint": self.endpoint.id},
         )
 
     def _to_retry_tier(

@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 RESUME_CHECK_INTERVAL_S = 0.01
 LANE_IDLE_REAP_S = 300.0  # an idle lane (no work, no runner) this long is removed
 REAP_EVERY_TICKS = 1000  # 10 s
+_PAUSE = {"event": "pause"}  # log fields of backpressure transitions (dispatcher.logs)
+_RESUME = {"event": "resume"}
 COMMIT_EVERY_TICKS = 50  # 0.5 s: what a SIGKILL can make the next owner redo
 
 
@@ -135,12 +137,14 @@ class Worker:
         self._catalog.on_change(self._on_catalog_change)
         self._on_catalog_change(self._catalog.snapshot)
         # Join the group only once the catalog knows every endpoint written before now.
+        self.stats.catalog_ready = self._catalog.ready.is_set()
         ready = asyncio.create_task(self._catalog.ready.wait())
         stopped = asyncio.create_task(stop.wait())
         joined: list[asyncio.Future[Any]] = [ready, stopped, supervisor.failed]
         await asyncio.wait(joined, return_when=asyncio.FIRST_COMPLETED)
         ready.cancel()
         stopped.cancel()
+        self.stats.catalog_ready = self._catalog.ready.is_set()
         if not self._catalog.ready.is_set():
             self._close_catalog()
             if supervisor.failure is not None:
@@ -284,6 +288,7 @@ class Worker:
             self._poller.pause(self._source_topics)
             stats.paused_sources = True
             stats.pauses += 1
+            log.info("paused source partitions: %d events routing", stats.routing, extra=_PAUSE)
 
     def _dead_letter_failed(
         self, message: Message, part: PartitionState, offset: int, error: Exception
@@ -342,6 +347,8 @@ class Worker:
             self._paused.add(part)
         self._poller.pause_partitions([(p.topic, p.partition) for p in full])
         self.stats.pauses += len(full)
+        if not self.stats.paused_deliveries:
+            log.info("paused %d deliveries partitions: buffer full", len(full), extra=_PAUSE)
         self.stats.paused_deliveries = True
 
     def _resume_drained_delivery_partitions(self) -> None:
@@ -354,6 +361,8 @@ class Worker:
             self._paused.discard(part)
         resume = [(p.topic, p.partition) for p in drained if p.active and not p.waiting]
         self._poller.resume_partitions(resume)
+        if not self._paused:
+            log.info("resumed deliveries partitions", extra=_RESUME)
         self.stats.paused_deliveries = bool(self._paused)
 
     def _ingest_delivery(self, message: Message, part: PartitionState, offset: int) -> None:
@@ -437,7 +446,7 @@ class Worker:
 
     def _on_catalog_change(self, snapshot: Snapshot) -> None:
         """Live lanes follow their endpoint's record (settings, state, deletion)."""
-        self.stats.catalog_endpoints = len(snapshot)
+        self.stats.endpoints_count = len(snapshot)
         self.stats.catalog_version = snapshot.version
         for lane in self._lanes.values():
             record = snapshot.get(lane.endpoint.id)
@@ -487,18 +496,21 @@ class Worker:
                     len(state.skip),
                     committed,
                 )
-        log.info("assigned %s", [(t, p) for t, p, _, _ in assigned])
+        self._count_assigned()
+        log.info("assigned %s", [(t, p) for t, p, _, _ in assigned], extra={"event": "assigned"})
 
     async def _on_revoke(self, partitions: Partitions, lost: bool) -> Commits:
         grace = 0.0 if lost else self.settings.delivery.shutdown_grace_s
         commits = await self._release(partitions, grace)
-        log.info("%s %s", "lost" if lost else "revoked", partitions)
+        event = "lost" if lost else "revoked"
+        log.info("%s %s", event, partitions, extra={"event": event})
         return [] if lost else commits
 
     async def _release(self, partitions: Partitions, grace_s: float) -> Commits:
         """Stop work of `partitions` (queued work dropped, waits cancelled, requests on the
         wire given `grace_s`) and return their final commits."""
         states = [self._parts.pop(tp) for tp in partitions if tp in self._parts]
+        self._count_assigned()
         if self._parked:
             self._drop_parked(set(states))
         for state in states:
@@ -521,6 +533,34 @@ class Worker:
             commits.append((state.topic, state.partition, offset, metadata))
         return commits
 
+    # --- views for the metrics server (read from its thread) ----------------------------------
+
+    def _count_assigned(self) -> None:
+        """Group partitions owned (the retry tiers' follow the deliveries topic's)."""
+        self.stats.assigned_partitions = sum(
+            1 for t, _ in self._parts if t not in self._retry_topics
+        )
+
+    def partition_offsets(self) -> tuple[tuple[str, int, int, int], ...]:
+        """(topic, partition, committed, high watermark) per owned partition, as the poll
+        thread last saw them; empty before `run` or with a poller that has none."""
+        poller = getattr(self, "_poller", None)
+        offsets: tuple[tuple[str, int, int, int], ...] = getattr(poller, "offsets", ())
+        return offsets
+
+    def paused_partitions(self) -> dict[str, int]:
+        """Partitions paused now, by stage: sources and deliveries for backpressure, retry
+        tiers waiting for their head to be due."""
+        parts = list(self._parts.values())
+        stage2: frozenset[str] = getattr(self, "_stage2_topics", frozenset())
+        return {
+            "sources": sum(1 for p in parts if p.topic not in stage2)
+            if self.stats.paused_sources
+            else 0,
+            "deliveries": sum(1 for p in parts if p.paused),
+            "retries": sum(1 for p in parts if p.waiting),
+        }
+
     # --- background --------------------------------------------------------------------------
 
     async def _housekeeping(self) -> None:
@@ -537,6 +577,7 @@ class Worker:
             if stats.paused_sources and stats.routing <= low_water:
                 self._poller.resume(self._source_topics)
                 stats.paused_sources = False
+                log.info("resumed source partitions", extra=_RESUME)
             ticks += 1
             if ticks % COMMIT_EVERY_TICKS == 0:
                 self._commit()
