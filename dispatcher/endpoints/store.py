@@ -182,6 +182,7 @@ def endpoints_topic_exists(kafka: KafkaSettings, timeout_s: float = DEFAULT_TIME
     try:
         metadata = admin.list_topics(kafka.endpoints_topic, timeout=timeout_s)
     except KafkaException as exc:
+        admin.poll(0)  # serves error_cb: the process's reporter says why, rate-limited
         raise KafkaUnavailableError(f"reading metadata of {kafka.endpoints_topic}: {exc}") from exc
     found = metadata.topics.get(kafka.endpoints_topic)
     return found is not None and found.error is None

@@ -30,6 +30,7 @@ from dispatcher.endpoints.follower import Catalog, CatalogFollower
 from dispatcher.endpoints.operations import OperationError, set_state
 from dispatcher.endpoints.record import EndpointState
 from dispatcher.endpoints.store import EndpointStore, endpoints_topic_exists
+from dispatcher.errors import KafkaUnavailableError
 from dispatcher.guard import egress_policy
 from dispatcher.http import WebhookSender
 from dispatcher.kafka.clients import consumer_config, producer_config
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 RESUME_CHECK_INTERVAL_S = 0.01
 LANE_IDLE_REAP_S = 300.0  # an idle lane (no work, no runner) this long is removed
 REAP_EVERY_TICKS = 1000  # 10 s
+TOPIC_CHECK_TIMEOUT_S = 5.0
 _PAUSE = {"event": "pause"}  # log fields of backpressure transitions (dispatcher.logs)
 _RESUME = {"event": "resume"}
 COMMIT_EVERY_TICKS = 50  # 0.5 s: what a SIGKILL can make the next owner redo
@@ -109,11 +111,12 @@ class Worker:
         """Run until `stop` is set, then shut down cleanly; raise WorkerFailed on failure."""
         settings = self.settings
         egress = await egress_policy(settings)
-        live = (
-            self._given_catalog is None
-            and self._given_producer is None
-            and await asyncio.to_thread(endpoints_topic_exists, settings.kafka)
-        )
+        live = False
+        if self._given_catalog is None and self._given_producer is None:
+            found = await self._endpoints_topic_exists(stop)
+            if found is None:
+                return  # stopped before a broker answered
+            live = found
         self._catalog.live = live
         self._build(egress)
         supervisor = self._supervisor
@@ -166,6 +169,20 @@ class Worker:
         await self._shutdown(pump, housekeeping)
         if failure is not None:
             raise WorkerFailed(failure)
+
+    async def _endpoints_topic_exists(self, stop: asyncio.Event) -> bool | None:
+        """Whether `<prefix>.endpoints` exists, asked until a broker answers (the Kafka error
+        reporter says why meanwhile); None when `stop` is set first."""
+        while not stop.is_set():
+            try:
+                return await asyncio.to_thread(
+                    endpoints_topic_exists, self.settings.kafka, TOPIC_CHECK_TIMEOUT_S
+                )
+            except KafkaUnavailableError as exc:
+                log.debug("endpoints topic check: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), TOPIC_CHECK_TIMEOUT_S)
+        return None
 
     def _build(self, egress: EgressPolicy | None = None) -> None:
         """The worker's parts: supervisor, sender, producer, lanes, router and the poller.
