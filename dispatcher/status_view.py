@@ -215,8 +215,11 @@ def _group_lines(group: GroupView) -> list[str]:
 def _lag_lines(snapshot: StatusSnapshot) -> list[str]:
     total = sum(lag.lag for lag in snapshot.lags)
     owner = owners(snapshot)
+    width = max([len(t) for t in [*_topics(snapshot), *snapshot.missing_topics]] + [24])
     lines = [f"lag (records past the committed offset): {total:,}"]
-    lines.append(f"  {'topic':<40} {'part':>4} {'committed':>10} {'end':>10} {'lag':>8}  owner")
+    lines.append(
+        f"  {'topic':<{width}} {'part':>4} {'committed':>10} {'end':>10} {'lag':>8}  owner"
+    )
     for topic in _topics(snapshot):
         lags = [lag for lag in snapshot.lags if lag.topic == topic]
         tier = topic in snapshot.retry_topics
@@ -225,15 +228,15 @@ def _lag_lines(snapshot: StatusSnapshot) -> list[str]:
             committed = "-" if lag.committed is None else str(lag.committed)
             who = owner.get((topic, lag.partition), "-")
             lines.append(
-                f"  {topic:<40} {lag.partition:>4} {committed:>10} {lag.end:>10} {lag.lag:>8,}"
-                f"  {who}"
+                f"  {topic:<{width}} {lag.partition:>4} {committed:>10} {lag.end:>10}"
+                f" {lag.lag:>8,}  {who}"
             )
         if tier and len(shown) < len(lags):
             rest = len(lags) - len(shown)
             noun = "partition" if rest == 1 else "partitions"
-            lines.append(f"  {topic:<40} {'..':>4} {rest} {noun} with no lag")
+            lines.append(f"  {topic:<{width}} {'..':>4} {rest} {noun} with no lag")
     for topic in snapshot.missing_topics:
-        lines.append(f"  {topic:<40} missing: not on the broker")
+        lines.append(f"  {topic:<{width}} missing: not on the broker")
     return lines
 
 
