@@ -62,7 +62,13 @@ _STATES = {
     "COMPLETING_REBALANCING": "CompletingRebalance",
 }
 
+_RETRY_PAUSE_S = 0.2
+
 Partitions = list[tuple[str, int]]
+
+
+class _Retriable(Exception):
+    """A broker error that asking again may cure; never leaves this module."""
 
 
 class StatusReader:
@@ -94,6 +100,18 @@ class StatusReader:
             self._consumer = None
 
     def snapshot(self) -> StatusSnapshot:
+        """One view. A retriable broker error (a partition's leader moving, a topic just
+        created) makes the whole view again, until `timeout_s` has passed."""
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            try:
+                return self._snapshot()
+            except _Retriable as exc:
+                if time.monotonic() + _RETRY_PAUSE_S > deadline:
+                    raise KafkaUnavailableError(str(exc)) from None
+            time.sleep(_RETRY_PAUSE_S)
+
+    def _snapshot(self) -> StatusSnapshot:
         kafka = self._kafka
         now_ms = int(self._clock() * 1000)
         counts = self._partition_counts()
@@ -208,6 +226,8 @@ class StatusReader:
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
             text = error.str() if isinstance(error, KafkaError) else str(exc)
+            if isinstance(error, KafkaError) and error.retriable():
+                raise _Retriable(f"{what} failed: {text}") from None
             raise KafkaUnavailableError(f"{what} failed: {text}") from None
         except TimeoutError:
             raise KafkaUnavailableError(f"{what} took over {self._timeout_s:g} s") from None
