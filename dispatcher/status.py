@@ -33,7 +33,12 @@ from confluent_kafka.admin._listoffsets import (
 
 from dispatcher.codec import decode_outcome
 from dispatcher.errors import DecodeError, KafkaUnavailableError
-from dispatcher.kafka.clients import KafkaErrorReporter, admin_config, unreachable_message
+from dispatcher.kafka.clients import (
+    KafkaErrorReporter,
+    admin_config,
+    consumer_config,
+    unreachable_message,
+)
 from dispatcher.model import Settings
 from dispatcher.status_view import (
     GroupView,
@@ -88,8 +93,8 @@ class StatusReader:
         self._read_cap = read_cap
         self._clock = clock
         # Its own reporter: an outage is our one error line, not the process reporter's too.
-        reporter = KafkaErrorReporter(self._kafka.bootstrap_servers, first_interval_s=3600)
-        self._admin = AdminClient(admin_config(self._kafka, reporter))
+        self._reporter = KafkaErrorReporter(self._kafka.bootstrap_servers, first_interval_s=3600)
+        self._admin = AdminClient(admin_config(self._kafka, self._reporter))
         self._consumer: Consumer | None = None
         tiers = len(settings.delivery.retry_delays_s)
         self._tiers = tuple(self._kafka.retry_topic(n) for n in range(1, tiers + 1))
@@ -275,16 +280,10 @@ class StatusReader:
 
     def _reading_consumer(self) -> Consumer:
         if self._consumer is None:
-            config: dict[str, Any] = {
-                "bootstrap.servers": self._kafka.bootstrap_servers,
-                # librdkafka wants a group id; this one is never joined and never committed.
-                "group.id": f"{self._kafka.group_id}.status.{uuid.uuid4().hex[:12]}",
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
-                "fetch.wait.max.ms": 50,
-            }
-            config.update(dict(self._kafka.client_config))
+            # The worker's client settings (security, [kafka.client]), under a group id of
+            # its own that is never joined (assign, not subscribe) and never committed to.
+            config = consumer_config(self._kafka, self._reporter)
+            config["group.id"] = f"{self._kafka.group_id}.status.{uuid.uuid4().hex[:12]}"
             try:
                 self._consumer = Consumer(config)
             except KafkaException as exc:
