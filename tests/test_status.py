@@ -17,7 +17,10 @@ from typing import Any
 
 import orjson
 
+from dispatcher.model import Settings
 from dispatcher.receiver import Behaviour, RecordingReceiver
+from dispatcher.status import StatusReader
+from dispatcher.status_view import StatusSnapshot
 from tests.pipeline_harness import (
     build_settings,
     create_all_topics,
@@ -36,6 +39,14 @@ def status_json(config: Path) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr
     view: dict[str, Any] = orjson.loads(done.stdout)
     return view
+
+
+def capped_snapshot(settings: Settings, read_cap: int) -> StatusSnapshot:
+    reader = StatusReader(settings, 10, read_cap=read_cap)
+    try:
+        return reader.snapshot()
+    finally:
+        reader.close()
 
 
 def lag_of(view: dict[str, Any], topic: str) -> dict[int, int]:
@@ -60,6 +71,7 @@ async def test_status_shows_members_rates_failures_dead_letters_and_the_lag_left
             await receiver.wait_for(lambda rs: len(rs) >= 30 + 15 * 3, WAIT_S)
             running = await asyncio.to_thread(status_json, config)
         stopped = await asyncio.to_thread(status_json, config)  # the stop flushed everything
+        capped = await asyncio.to_thread(capped_snapshot, settings, 10)
         produce_events(settings, 17, ["order.created"])
         left = await asyncio.to_thread(status_json, config)
         text = await asyncio.to_thread(dispatcher, "status", "--config", str(config), "--once")
@@ -80,6 +92,10 @@ async def test_status_shows_members_rates_failures_dead_letters_and_the_lag_left
     assert outcomes["per_s"]["delivered"] == 30 / 60
     assert outcomes["top_failing"] == [{"endpoint_id": "down", "failures": 45, "last": "503"}]
     assert stopped["dead_letters"]["count"] == 15
+    # A read capped at 10 records takes 10 and scales the rates to the 75 in the window.
+    assert capped.outcomes is not None
+    assert (capped.outcomes.read, capped.outcomes.in_window) == (10, 75)
+    assert capped.outcomes.rate(capped.outcomes.read) == 75 / 60
 
     assert sum(lag_of(left, kafka.source_topics[0]).values()) == 17
     assert sum(lag_of(left, kafka.deliveries_topic).values()) == 0
