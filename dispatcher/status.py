@@ -87,7 +87,6 @@ class StatusReader:
         read_cap: int = READ_CAP,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._settings = settings
         self._kafka = settings.kafka
         self._timeout_s = timeout_s
         self._read_cap = read_cap
@@ -122,29 +121,15 @@ class StatusReader:
         counts = self._partition_counts()
         wanted = [*kafka.source_topics, kafka.deliveries_topic, *self._tiers]
         missing = [t for t in [*wanted, kafka.outcomes_topic, kafka.dlq_topic] if t not in counts]
-        group_parts = _parts(counts, [*kafka.source_topics, kafka.deliveries_topic])
-        tier_parts = _parts(counts, list(self._tiers))
-        committed = self._committed(kafka.group_id, group_parts)
-        committed |= self._committed(f"{kafka.group_id}.retries", tier_parts)
-        every = group_parts + tier_parts
-        window_start = now_ms - int(OUTCOME_WINDOW_S * 1000)
-        dead_start = now_ms - int(DEAD_LETTER_WINDOW_S * 1000)
-        outcome_parts = _parts(counts, [kafka.outcomes_topic])
-        dlq_parts = _parts(counts, [kafka.dlq_topic])
-        ends = self._offsets(every + outcome_parts + dlq_parts, _LATEST)
-        starts = self._offsets(every, _EARLIEST)
-        lags = tuple(
-            PartitionLag(t, p, committed.get((t, p)), starts[(t, p)], ends[(t, p)])
-            for t, p in every
-        )
         outcomes = None
-        if kafka.outcomes_topic in counts:
-            since = self._since(outcome_parts, window_start, ends)
-            outcomes = self._read_outcomes(since, ends)
+        window = self._window(counts, kafka.outcomes_topic, now_ms - int(OUTCOME_WINDOW_S * 1000))
+        if window is not None:
+            outcomes = self._read_outcomes(*window)
         dead_letters = None
-        if kafka.dlq_topic in counts:
-            since = self._since(dlq_parts, dead_start, ends)
-            dead_letters = sum(ends[tp] - since[tp] for tp in dlq_parts)
+        dead = self._window(counts, kafka.dlq_topic, now_ms - int(DEAD_LETTER_WINDOW_S * 1000))
+        if dead is not None:
+            since, ends = dead
+            dead_letters = sum(ends[tp] - since[tp] for tp in since)
         return StatusSnapshot(
             now_ms,
             kafka.bootstrap_servers,
@@ -152,13 +137,40 @@ class StatusReader:
             f"{kafka.group_id}.retries",
             kafka.deliveries_topic,
             self._tiers,
-            lags,
+            self._lags(counts),
             tuple(missing),
             outcomes,
             DEAD_LETTER_WINDOW_S,
             dead_letters,
             self._read_cap,
         )
+
+    def _lags(self, counts: dict[str, int]) -> tuple[PartitionLag, ...]:
+        """The group's committed offsets (the retry tiers' under `<group>.retries`, where
+        the worker commits them) against each partition's start and end."""
+        kafka = self._kafka
+        group_parts = _parts(counts, [*kafka.source_topics, kafka.deliveries_topic])
+        tier_parts = _parts(counts, list(self._tiers))
+        committed = self._committed(kafka.group_id, group_parts)
+        committed |= self._committed(f"{kafka.group_id}.retries", tier_parts)
+        every = group_parts + tier_parts
+        ends = self._offsets(every, _LATEST)
+        starts = self._offsets(every, _EARLIEST)
+        return tuple(
+            PartitionLag(t, p, committed.get((t, p)), starts[(t, p)], ends[(t, p)])
+            for t, p in every
+        )
+
+    def _window(
+        self, counts: dict[str, int], topic: str, since_ms: int
+    ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]] | None:
+        """Per partition of `topic`: the first offset at or after `since_ms`, and the end of
+        now. None when the topic does not exist."""
+        if topic not in counts:
+            return None
+        parts = _parts(counts, [topic])
+        ends = self._offsets(parts, _LATEST)
+        return self._since(parts, since_ms, ends), ends
 
     # --- admin requests -----------------------------------------------------------------
 
