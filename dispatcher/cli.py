@@ -4,6 +4,7 @@ dispatcher run --config FILE [--workers N] [--progress S]
 dispatcher topics --config FILE [--source-partitions N] [--timeout S]
 dispatcher produce --config FILE [--count N --types a,b --rate R --keys K | --file F] [--timeout S]
 dispatcher replay --config FILE ...   (not built yet)
+dispatcher status --config FILE [--once] [--interval S] [--json] [--timeout S]
 
 Exit codes: 0 done, 1 failed (Kafka unreachable, topics that differ, ...), 2 bad config.
 With no bootstrap_servers in the file nor KAFKA_BOOTSTRAP_SERVERS, the local broker of
@@ -117,6 +118,29 @@ def cmd_produce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from dispatcher.errors import KafkaUnavailableError
+    from dispatcher.status import show_status
+
+    settings = _settings(args)
+    if args.interval <= 0:
+        raise DispatcherError(f"--interval must be above 0, got {args.interval:g}")
+    try:
+        show_status(
+            settings,
+            once=args.once,
+            interval_s=args.interval,
+            as_json_lines=args.json,
+            timeout_s=args.timeout,
+        )
+    except KafkaUnavailableError as exc:
+        print(f"dispatcher: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0  # the way out of the refreshing view
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dispatcher",
@@ -191,6 +215,30 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--topic", help="topic to publish to")
     _timeout_arg(produce)
     produce.set_defaults(func=cmd_produce)
+
+    status = sub.add_parser(
+        "status", parents=[common], help="the group at a glance: members, lag, rates, DLQ"
+    )
+    status.description = (
+        "Members and their partitions, lag per partition (source topics, deliveries, retry"
+        " tiers), outcome rates and the top failing endpoints of the last minute, dead"
+        " letters of the last hour: from Kafka alone. Redraws every --interval seconds"
+        " until Ctrl-C; --once prints one view."
+    )
+    _config_arg(status)
+    status.add_argument("--once", action="store_true", help="print one view and exit")
+    status.add_argument(
+        "--interval", type=float, default=2.0, metavar="S", help="seconds between views (2)"
+    )
+    status.add_argument("--json", action="store_true", help="one JSON object per view")
+    status.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds to wait for Kafka to answer before giving up (default 10; exit 2)",
+    )
+    status.set_defaults(func=cmd_status)
 
     from dispatcher.dead_letters_cli import add_commands
 
