@@ -54,6 +54,9 @@ COUNTERS = {
     "retries_scheduled": "Failed deliveries handed to a retry tier",
     "breaker_opens": "Times an endpoint's circuit breaker opened",
     "breaker_deferred": "Deliveries deferred to a retry tier unattempted while a breaker was open",
+    "budget_deferred": "Due retries sent back to a retry tier unattempted: over the retry budget",
+    "source_headers_dropped": "Source record headers not carried: over the count or size bound",
+    "trace_headers_dropped": "Malformed traceparent or tracestate headers dropped, never sent",
 }
 GAUGES = {
     "in_flight": "HTTP requests on the wire",

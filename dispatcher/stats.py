@@ -23,6 +23,9 @@ class WorkerStats:
     retries_waiting: int = 0  # retry partitions paused until their head is due
     breaker_opens: int = 0  # an endpoint's circuit breaker opened
     breaker_deferred: int = 0  # deliveries sent to a retry tier unattempted: breaker open
+    budget_deferred: int = 0  # due retries sent back to a tier unattempted: over the budget
+    source_headers_dropped: int = 0  # source record headers over the bounds, not carried
+    trace_headers_dropped: int = 0  # malformed traceparent / tracestate, never sent
     dead_lettered: int = 0
     abandoned: int = 0  # queued work dropped on revocation or shutdown (redelivered later)
     in_flight: int = 0  # requests on the wire now

@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from dispatcher.backoff import DEFAULT_JITTER, waiting_tier
 from dispatcher.breaker import Breaker, BreakerState, Transition
 from dispatcher.codec import DeadLetterRecord, OutcomeKind, OutcomeRecord, encode_outcome
 from dispatcher.lifecycle import Delivered, RetryLater, RetryPolicy, next_step, verdict_of
@@ -39,8 +40,8 @@ from dispatcher.pipeline.hosts import HostSlots
 from dispatcher.pipeline.partitions import PartitionState
 from dispatcher.pipeline.ports import RecordProducer, Sender
 from dispatcher.pipeline.supervisor import Supervisor
-from dispatcher.records import DeliveryMeta, retry_headers
-from dispatcher.retry_budget import retry_budget_for
+from dispatcher.records import DeliveryMeta, identity_headers, retry_headers, trace_headers
+from dispatcher.retry_budget import RetryPacer, retry_budget_for
 from dispatcher.signing import Signer
 from dispatcher.stats import WorkerStats
 from dispatcher.tls import context_for
@@ -131,6 +132,7 @@ class Lane:
             delivery.retry_budget_window_s,
             delivery.min_retries_per_s,
         )
+        self._pacer = RetryPacer()
         self._breaker = (
             Breaker(
                 delivery.breaker_failures,
@@ -318,26 +320,46 @@ class Lane:
             await asyncio.sleep(step.delay_s)  # cancelled if the partition is revoked
 
     async def _admit(self, delivery: Delivery, attempts_made: int, first_at: float) -> bool:
-        """Wait until this attempt may go: the breaker lets it through (an ordering-none
-        delivery is deferred to a retry tier instead, False), and a retry fits the budget.
-        Waits here are cancelled by a revocation."""
+        """Whether this attempt may go now: the breaker lets it through and a retry fits
+        the budget. An ordering-none delivery that may not go is deferred to a retry tier
+        without using an attempt (False); an ordered one waits here, in its lane, which its
+        order requires. Waits here are cancelled by a revocation."""
         breaker = self._breaker
+        deferrable = not self._in_place and bool(self._ctx.delivery.retry_delays_s)
         if breaker is not None and not breaker.allow():
-            tiers = len(self._ctx.delivery.retry_delays_s)
-            if not self._in_place and tiers:
-                delay = max(breaker.retry_in_s(), 0.001)
-                due = self._ctx.wall() + delay
-                step = RetryLater(delay, due, min(max(attempts_made, 1), tiers))
+            if deferrable:
                 self._ctx.stats.breaker_deferred += 1
-                self._to_retry_tier(delivery, attempts_made, step, None, first_at)
+                self._defer(delivery, attempts_made, breaker.retry_in_s(), first_at)
                 return False
             while not breaker.allow():
                 await asyncio.sleep(max(breaker.retry_in_s(), 0.01))
         if attempts_made:  # a retry: within the endpoint's retry budget
             budget = self._budget
-            while not budget.try_spend():
+            if deferrable and not budget.try_spend():
+                # Over budget, a due retry goes back to wait in Kafka, not in this lane:
+                # in memory it would hold a retry runner and its tier offset unfinished,
+                # and a backlog of them would fill the partition's buffer share. Spread at
+                # the budget's pace, each comes back about when the budget has room.
+                wait = min(budget.wait_s(), self._ctx.delivery.retry_budget_window_s)
+                delay = self._pacer.delay_s(self._ctx.wall(), wait, budget.retries_per_s())
+                self._ctx.stats.budget_deferred += 1
+                self._defer(delivery, attempts_made, delay, first_at)
+                return False
+            while not deferrable and not budget.try_spend():
                 await asyncio.sleep(min(1.0, max(budget.wait_s(), 0.01)))
         return True
+
+    def _defer(
+        self, delivery: Delivery, attempts_made: int, wait_s: float, first_at: float
+    ) -> None:
+        """Back to a retry tier, due in about `wait_s`, its attempt count unchanged; the
+        offset it came from finishes when that record is durable. The tier is the first
+        whose delays cover the wait (`backoff.waiting_tier`), so it holds up no record
+        behind it; a longer wait comes back early and is deferred again."""
+        delays = self._ctx.delivery.retry_delays_s
+        tier, wait = waiting_tier(max(wait_s, 0.001), delays, DEFAULT_JITTER)
+        step = RetryLater(wait, self._ctx.wall() + wait, tier)
+        self._to_retry_tier(delivery, attempts_made, step, None, first_at)
 
     def _judged(self, result: HttpResult) -> None:
         """Feed the breaker: an answer that asks for a retry is a failure."""
@@ -370,13 +392,14 @@ class Lane:
         """Hand the delivery to its retry tier; its offset finishes when that is durable."""
         ctx = self._ctx
         topic = ctx.kafka.retry_topic(step.tier)
+        meta = delivery.meta
         headers = retry_headers(
-            delivery.meta,
+            meta,
             attempt,
             int(step.due * 1000),
             int(first_at * 1000),
-            None if result is None else result.status,
-            None if result is None else result.error,
+            meta.last_status if result is None else result.status,  # deferred: no attempt
+            meta.last_error if result is None else result.error,
         )
         ack = RetryAck(delivery.part, delivery.offset, ctx.producer, topic, ctx.stats)
         ctx.producer.produce(topic, self._key_id, delivery.body, headers, ack)
@@ -396,7 +419,10 @@ class Lane:
         self._budget.record_attempt()
         latency: float | None = None
         try:
-            headers = self._signer.headers(delivery.meta.event_id, int(time.time()), delivery.body)
+            meta = delivery.meta
+            headers = self._signer.headers(meta.event_id, int(time.time()), delivery.body)
+            if meta.carried:  # the source event's traceparent joins the receiver's trace
+                headers.update(trace_headers(meta.carried))
             result = await self._ctx.sender.send(
                 self.endpoint.url, delivery.body, headers, self._tls
             )
@@ -460,6 +486,8 @@ class Lane:
             event_time_ms=meta.event_time_ms,
             first_attempt_ms=None if first_at is None else int(first_at * 1000),
             last_attempt_ms=None if last_at is None else int(last_at * 1000),
+            response_excerpt=result.response_excerpt,
+            headers=identity_headers(meta),
         )
         self._ctx.dead_letters.write(delivery.part, delivery.offset, record)
 
