@@ -33,7 +33,7 @@ async def test_trace_context_reaches_the_receiver_and_dead_letters_keep_the_head
         events = {name: f"{name}-{unique_name('id')}" for name in ("traced", "forged", "rejected")}
         receiver.script[events["rejected"]] = [400]  # then 204: for the replay
         receiver.answer_body["e"] = '{"error": "amount must be positive"} ' + "x" * 2000
-        sources = {
+        sources: dict[str, list[tuple[str, str | bytes | None]]] = {
             "traced": [("traceparent", PARENT), ("tracestate", "congo=t61rcWkgMzE")],
             "forged": [("traceparent", "00-not-a-trace-01"), ("tracestate", "a=b")],
             "rejected": [("traceparent", REJECTED_PARENT)],
@@ -41,8 +41,8 @@ async def test_trace_context_reaches_the_receiver_and_dead_letters_keep_the_head
         producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
         for name, event_id in events.items():
             value = encode_json_event(event_id, "order.created", now_iso(), {})
-            headers = [*sources[name], ("tenant", "acme"), ("event-id", "forged-id")]
-            producer.produce(settings.kafka.source_topics[0], value, b"k", headers=headers)
+            own = [*sources[name], ("tenant", "acme"), ("event-id", "forged-id")]
+            producer.produce(settings.kafka.source_topics[0], value, b"k", headers=own)
         assert producer.flush(30) == 0
 
         async with running_worker(settings) as worker:
