@@ -412,7 +412,7 @@ class Lane:
             await asyncio.sleep(wait)
             wait = self._limiter.try_take()
         slots = self._host_slots
-        await slots.acquire()
+        lease = await slots.acquire()
         stats = self._ctx.stats
         stats.in_flight += 1
         part.working[task] = True  # on the wire: a revocation gives it the grace period
@@ -426,7 +426,8 @@ class Lane:
             result = await self._ctx.sender.send(
                 self.endpoint.url, delivery.body, headers, self._tls
             )
-            latency = result.latency_s
+            if result.status is not None:  # a timeout's latency is the receiver's silence
+                latency = result.latency_s
             return result
         except asyncio.CancelledError:
             if self._breaker is not None:
@@ -435,7 +436,7 @@ class Lane:
         finally:
             part.working[task] = False
             stats.in_flight -= 1
-            slots.release(latency)
+            slots.release(lease, latency)
 
     def _publish_outcome(
         self, delivery: Delivery, kind: OutcomeKind, attempt: int, result: HttpResult
