@@ -206,9 +206,17 @@ class RetryPacer:
     def __init__(self) -> None:
         self._next = -math.inf  # the earliest due time not yet handed out
 
-    def delay_s(self, now: float, wait_s: float, retries_per_s: float) -> float:
-        """Called by the lane for each refused retry: seconds from `now` until it is due."""
+    def delay_s(
+        self, now: float, wait_s: float, retries_per_s: float, max_wait_s: float = math.inf
+    ) -> float:
+        """Called by the lane for each refused retry: seconds from `now` until it is due.
+
+        A retry that cannot wait longer than `max_wait_s` (its longest wait in a tier) and
+        would be due later comes back at `max_wait_s` holding no place in the pace: it
+        asks again then. So the pace never runs ahead of what waits for it."""
         due = max(now + max(0.0, wait_s), self._next)
+        if due - now > max_wait_s:
+            return max_wait_s
         if retries_per_s > 0.0:
             self._next = due + 1.0 / retries_per_s
         return due - now

@@ -340,8 +340,11 @@ class Lane:
                 # in memory it would hold a retry runner and its tier offset unfinished,
                 # and a backlog of them would fill the partition's buffer share. Spread at
                 # the budget's pace, each comes back about when the budget has room.
-                wait = min(budget.wait_s(), self._ctx.delivery.retry_budget_window_s)
-                delay = self._pacer.delay_s(self._ctx.wall(), wait, budget.retries_per_s())
+                delivery_settings = self._ctx.delivery
+                wait = min(budget.wait_s(), delivery_settings.retry_budget_window_s)
+                longest = delivery_settings.retry_delays_s[-1] * (1.0 - DEFAULT_JITTER)
+                now = self._ctx.wall()
+                delay = self._pacer.delay_s(now, wait, budget.retries_per_s(), longest)
                 self._ctx.stats.budget_deferred += 1
                 self._defer(delivery, attempts_made, delay, first_at)
                 return False

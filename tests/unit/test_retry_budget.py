@@ -360,3 +360,12 @@ def test_refused_retries_are_spread_at_the_pace_not_sent_back_together() -> None
     assert pacer.delay_s(200.0, 1.0, 10.0) == pytest.approx(1.0)  # a longer wait wins
     assert pacer.delay_s(200.0, 0.0, 10.0) == pytest.approx(1.1)  # behind that one
     assert RetryPacer().delay_s(5.0, 0.5, 0.0) == pytest.approx(0.5)  # no pace: as told
+
+
+def test_a_retry_that_cannot_wait_its_turn_holds_no_place_in_the_pace() -> None:
+    pacer = RetryPacer()
+    assert [pacer.delay_s(0.0, 0.0, 1.0, max_wait_s=2.5) for _ in range(3)] == [0.0, 1.0, 2.0]
+    # The fourth would be due at 3 s: it comes back at 2.5 s and asks again, taking no turn,
+    assert pacer.delay_s(0.0, 0.0, 1.0, max_wait_s=2.5) == 2.5
+    # so the next turn is still at 3 s when asked for later.
+    assert pacer.delay_s(1.0, 0.0, 1.0, max_wait_s=2.5) == pytest.approx(2.0)
