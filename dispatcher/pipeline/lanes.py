@@ -31,7 +31,14 @@ from typing import Any
 from dispatcher.backoff import DEFAULT_JITTER, waiting_tier
 from dispatcher.breaker import Breaker, BreakerState, Transition
 from dispatcher.codec import DeadLetterRecord, OutcomeKind, OutcomeRecord, encode_outcome
-from dispatcher.lifecycle import Delivered, RetryLater, RetryPolicy, next_step, verdict_of
+from dispatcher.lifecycle import (
+    Delivered,
+    RetryLater,
+    RetryPolicy,
+    describe,
+    next_step,
+    verdict_of,
+)
 from dispatcher.limits import limiter_for
 from dispatcher.model import DeliverySettings, Endpoint, HttpResult, KafkaSettings, Ordering
 from dispatcher.outcomes import ERROR_BODY_TOO_LARGE, OutcomeClass
@@ -358,8 +365,17 @@ class Lane:
         """Back to a retry tier, due in about `wait_s`, its attempt count unchanged; the
         offset it came from finishes when that record is durable. The tier is the first
         whose delays cover the wait (`backoff.waiting_tier`), so it holds up no record
-        behind it; a longer wait comes back early and is deferred again."""
-        delays = self._ctx.delivery.retry_delays_s
+        behind it; a longer wait comes back early and is deferred again. Past `max_age_s`
+        since its first attempt it is dead-lettered instead."""
+        ctx = self._ctx
+        max_age_s = ctx.delivery.max_age_s
+        if ctx.wall() - first_at >= max_age_s:  # deferred without end: the window still holds
+            meta = delivery.meta
+            last = HttpResult(meta.last_status, meta.last_error, None, 0.0)
+            reason = f"retry window of {max_age_s:g} s exceeded: {describe(last)}"
+            self._dead_letter(delivery, attempts_made, last, reason, first_at, ctx.wall())
+            return
+        delays = ctx.delivery.retry_delays_s
         tier, wait = waiting_tier(max(wait_s, 0.001), delays, DEFAULT_JITTER)
         step = RetryLater(wait, self._ctx.wall() + wait, tier)
         self._to_retry_tier(delivery, attempts_made, step, None, first_at)

@@ -4,6 +4,7 @@ on the wire at revocation, a dead letter the broker refuses."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from dispatcher.codec import decode_dead_letter, decode_outcome
 from dispatcher.model import DeliverySettings, Endpoint, HttpResult, KafkaSettings, Ordering
@@ -277,11 +278,11 @@ def submit_carrying(
     offset: int,
     carried: tuple[tuple[str, bytes | None], ...],
     attempts: int = 0,
+    first: int = 0,
 ) -> None:
     part.take(offset)
     part.buffered += 1
     ctx.stats.buffered += 1
-    first = 1_700_000_000_000 if attempts else 0
     last = 503 if attempts else None
     meta = DeliveryMeta(
         f"evt-{offset}", "t", 7, b"key", "events/0/1", attempts, 0, first, carried, last
@@ -330,8 +331,9 @@ async def test_a_due_retry_over_budget_waits_in_a_tier_not_in_the_lane() -> None
     )
     lane, ctx, _ = lane_for(sender, producer, delivery)
     part = PartitionState("wh.retry.1", 0)
+    first = int(time.time() * 1000) - 1000
     for offset in (5, 6, 7):
-        submit_carrying(lane, ctx, part, offset, CARRIED, attempts=1)
+        submit_carrying(lane, ctx, part, offset, CARRIED, attempts=1, first=first)
     await asyncio.wait_for(asyncio.gather(*ctx.tasks), BOUND_S)
 
     assert [r.headers["webhook-id"] for r in sender.requests] == ["evt-5"]  # within budget
@@ -340,7 +342,7 @@ async def test_a_due_retry_over_budget_waits_in_a_tier_not_in_the_lane() -> None
     metas = [read_delivery_headers(p.headers) for p in deferred]
     assert [m.event_id for m in metas] == ["evt-6", "evt-7"]
     assert all(m.attempts_made == 1 for m in metas)  # no attempt used
-    assert all(m.first_attempt_ms == 1_700_000_000_000 for m in metas)
+    assert all(m.first_attempt_ms == first for m in metas)
     assert all(m.last_status == 503 for m in metas)  # the last answer is kept
     assert all(m.carried == CARRIED for m in metas)
     # Spread at the budget's pace (0.1 retries/s), not sent back together.
@@ -350,3 +352,23 @@ async def test_a_due_retry_over_budget_waits_in_a_tier_not_in_the_lane() -> None
     producer.ack_all()
     assert part.commit_point() == (8, "")  # their tier offsets finished: nothing in memory
     assert ctx.stats.buffered == 0
+
+
+async def test_a_deferred_delivery_past_its_retry_window_is_dead_lettered() -> None:
+    sender = FakeSender(auto=lambda _url: status(204))
+    producer = FakeProducer()
+    delivery = DeliverySettings(
+        retry_delays_s=(30.0,), retry_budget=0.0, min_retries_per_s=0.1, max_age_s=60.0
+    )
+    lane, ctx, _ = lane_for(sender, producer, delivery)
+    part = PartitionState("wh.retry.1", 0)
+    recent = int(time.time() * 1000) - 1000
+    submit_carrying(lane, ctx, part, 5, CARRIED, attempts=1, first=recent)  # spends the floor
+    submit_carrying(lane, ctx, part, 6, CARRIED, attempts=1, first=1_700_000_000_000)  # 2023
+    await asyncio.wait_for(asyncio.gather(*ctx.tasks), BOUND_S)
+    (dead,) = [p for p in producer.pending if p.topic == KAFKA.dlq_topic]
+    letter = decode_dead_letter(dead.value)
+    assert letter["event_id"] == "evt-6"
+    assert letter["reason"] == "retry window of 60 s exceeded: HTTP 503"
+    assert letter["attempts"] == 1
+    assert not [p for p in producer.pending if p.topic.startswith("wh.retry.")]
