@@ -227,7 +227,8 @@ def read_delivery_headers(
     else:
         pairs = [(k, v.encode() if isinstance(v, str) else v) for k, v in _items(headers)]
         fields = dict(pairs)
-    carried = tuple((k, v) for k, v in pairs if k not in OWN_HEADERS)
+    # Most records carry nothing: one C-level subset check instead of a loop.
+    carried = () if fields.keys() <= OWN_HEADERS else tuple(_not_ours(pairs))
     try:
         event_id = _text(fields, H_EVENT_ID)
         event_type = _text(fields, H_EVENT_TYPE)
@@ -253,6 +254,10 @@ def read_delivery_headers(
         last_status,
         None if last_error is None else last_error.decode(errors="replace"),
     )
+
+
+def _not_ours(pairs: Iterable[tuple[str, bytes | None]]) -> list[tuple[str, bytes | None]]:
+    return [(k, v) for k, v in pairs if k not in OWN_HEADERS]
 
 
 def _items(
