@@ -377,7 +377,7 @@ class Lane:
             return
         delays = ctx.delivery.retry_delays_s
         tier, wait = waiting_tier(max(wait_s, 0.001), delays, DEFAULT_JITTER)
-        step = RetryLater(wait, self._ctx.wall() + wait, tier)
+        step = RetryLater(wait, ctx.wall() + wait, tier)
         self._to_retry_tier(delivery, attempts_made, step, None, first_at)
 
     def _judged(self, result: HttpResult) -> None:
