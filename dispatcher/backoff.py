@@ -70,3 +70,23 @@ def retry_delay_s(
         asked = min(retry_after_s * (1.0 + abs(spread)), max_retry_after_s)
         delay = max(delay, asked)
     return delay
+
+
+def waiting_tier(wait_s: float, delays_s: Sequence[float], jitter: float) -> tuple[int, float]:
+    """(tier, seconds) for a delivery that must wait `wait_s` without an attempt (retry
+    budget spent, breaker open): the first tier whose shortest wait covers it, waiting
+    `wait_s`; past every tier, the last tier for its shortest wait, after which the caller
+    asks again.
+
+    A tier partition is read in order and paused at a head that is not yet due. A record
+    due no later than anything written to that tier after it (whose waits are at least
+    `delay * (1 - jitter)`) never holds those records up; a longer wait in a short tier
+    would hold up every endpoint's retries behind it.
+    """
+    if not delays_s:
+        raise ValueError("delays_s must not be empty")
+    wait = max(0.0, wait_s)
+    for tier, delay in enumerate(delays_s, start=1):
+        if wait <= delay * (1.0 - jitter):
+            return tier, wait
+    return len(delays_s), delays_s[-1] * (1.0 - jitter)

@@ -22,21 +22,13 @@ import orjson
 from dispatcher.codec import DeadLetterRecord, decode_json, iso_to_epoch_ms
 from dispatcher.errors import DecodeError, DispatcherError
 from dispatcher.records import (
-    H_ATTEMPT,
     H_EVENT_ID,
-    H_EVENT_TIME,
-    H_EVENT_TYPE,
     H_PRODUCER_KEY,
-    H_SOURCE,
+    OWN_HEADERS,
     Headers,
     delivery_headers,
 )
-
-# Added to every replayed delivery: where in the DLQ it came from ("<topic>/<p>/<o>").
-H_REPLAY_OF = "replay-of"
-_OWN_HEADERS = frozenset(
-    {H_EVENT_ID, H_EVENT_TYPE, H_EVENT_TIME, H_PRODUCER_KEY, H_SOURCE, H_ATTEMPT, H_REPLAY_OF}
-)
+from dispatcher.records import H_REPLAY_OF as H_REPLAY_OF  # replay and its tests name it here
 
 SKIP_NO_ENDPOINT = "no endpoint id (the event failed before routing)"
 SKIP_UNKNOWN_ENDPOINT = "endpoint not in the config"
@@ -190,9 +182,9 @@ def replay_record(
         producer_key,
         (letter.source_topic, letter.source_partition, letter.source_offset),
     )
-    # Headers someone else added to the original delivery travel on; ours are rebuilt and
-    # `attempt` is left out, so the replayed delivery starts at its first attempt.
-    headers += [(k, v) for k, v in (letter.headers or ()) if k not in _OWN_HEADERS]
+    # The source event's headers (traceparent, ...) travel on; ours are rebuilt and the
+    # retry ones left out, so the replayed delivery starts at its first attempt.
+    headers += [(k, v) for k, v in (letter.headers or ()) if k not in OWN_HEADERS]
     headers.append((H_REPLAY_OF, f"{dlq_topic}/{letter.partition}/{letter.offset}".encode()))
     return DeliveryRecord(letter.endpoint_id.encode(), letter.body, headers)
 

@@ -14,6 +14,9 @@ fail becomes a short, bounded `HttpResult.error` string:
 
 A response whose status arrived but whose body prefix then failed keeps its status and
 also carries the error: the receiver's answer is known, the exchange was not clean.
+
+A non-2xx answer also keeps the first `EXCERPT_BYTES` of its body prefix as
+`HttpResult.response_excerpt` (for the dead letter); a 2xx body is drained without a copy.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ __all__ = ["WebhookSender", "parse_retry_after"]
 ERROR_TIMEOUT: Final = "timeout"
 ERROR_DISCONNECTED: Final = "disconnected"
 ERROR_BAD_RESPONSE: Final = "bad-response"
+# What a dead letter keeps of a failed answer's body (codec.MAX_RESPONSE_EXCERPT_BYTES).
+EXCERPT_BYTES: Final = 1024
 _MAX_REASON_CHARS: Final = 80
 # Idle keep-alive connections are closed after this; receivers often use 60-75 s themselves.
 _KEEPALIVE_S: Final = 30.0
@@ -214,8 +219,10 @@ class WebhookSender:
         # Retry-After only means something on 3xx, 429 and 503; skip the lookup on 2xx.
         retry_after = _retry_after_of(response) if status >= 300 else None
         error = None
+        # Only a failed answer's body is worth keeping: a 2xx pays no copy.
+        excerpt: bytearray | None = None if 200 <= status < 300 else bytearray()
         try:
-            await self._drain_prefix(response.content)
+            await self._drain_prefix(response.content, excerpt)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             error = describe_error(exc)
             response.close()
@@ -223,15 +230,31 @@ class WebhookSender:
             # Returns the connection to the pool when the whole body was read; closes it
             # when a longer body is left unread (it cannot be reused mid-body).
             response.release()
-        return HttpResult(status, error, retry_after, self._clock() - started)
+        latency = self._clock() - started
+        return HttpResult(status, error, retry_after, latency, excerpt_text(excerpt))
 
-    async def _drain_prefix(self, content: aiohttp.StreamReader) -> None:
+    async def _drain_prefix(self, content: aiohttp.StreamReader, keep: bytearray | None) -> None:
+        """Read at most `max_response_bytes`; the first EXCERPT_BYTES go to `keep` if given."""
         remaining = self._max_response_bytes
         while remaining > 0 and not content.at_eof():
             chunk = await content.read(remaining)
             if not chunk:
                 return
             remaining -= len(chunk)
+            if keep is not None and len(keep) < EXCERPT_BYTES:
+                keep += chunk[: EXCERPT_BYTES - len(keep)]
+
+
+def excerpt_text(raw: bytearray | bytes | None) -> str | None:
+    """The kept body prefix as text (bad UTF-8 replaced), at most EXCERPT_BYTES of UTF-8 and
+    never cut inside a character; None when nothing was kept."""
+    if not raw:
+        return None
+    text = bytes(raw[:EXCERPT_BYTES]).decode(errors="replace")
+    encoded = text.encode()
+    if len(encoded) <= EXCERPT_BYTES:
+        return text
+    return encoded[:EXCERPT_BYTES].decode(errors="ignore")  # replacements grew it
 
 
 def _retry_after_of(response: aiohttp.ClientResponse) -> float | None:

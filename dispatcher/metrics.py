@@ -106,6 +106,18 @@ COUNTERS = {
         "Endpoints this worker disabled (410 Gone, or failing for disable_after_s)",
     ),
     "lanes_reaped": ("webhook_lanes_reaped", "Idle endpoint lanes removed"),
+    "budget_deferred": (
+        "webhook_budget_deferred",
+        "Due retries sent back to a retry tier unattempted: over the retry budget",
+    ),
+    "source_headers_dropped": (
+        "webhook_source_headers_dropped",
+        "Source record headers not carried: over the count or size bound",
+    ),
+    "trace_headers_dropped": (
+        "webhook_trace_headers_dropped",
+        "Malformed traceparent or tracestate headers dropped, never sent",
+    ),
 }
 # WorkerStats value -> (metric name, help)
 GAUGES = {

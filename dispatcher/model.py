@@ -240,3 +240,6 @@ class HttpResult:
     error: str | None  # "timeout", "connect: ...", ... when no response arrived
     retry_after_s: float | None  # parsed Retry-After, if any
     latency_s: float
+    # Non-2xx answers only: the start of the response body (at most 1 KiB, UTF-8, cut on a
+    # character), for the dead letter. The receiver's text: kept out of reprs and logs.
+    response_excerpt: str | None = field(default=None, repr=False)

@@ -35,7 +35,7 @@ from dispatcher.dlq import (
 from dispatcher.errors import DecodeError, DispatcherError, KafkaUnavailableError
 from dispatcher.kafka.clients import producer_config, security_properties
 from dispatcher.model import Endpoint, KafkaSettings, Settings
-from dispatcher.records import delivery_headers
+from dispatcher.records import carry_source_headers, delivery_headers
 from dispatcher.routing import SubscriptionRouter
 
 METADATA_TIMEOUT_S = 15.0
@@ -511,6 +511,7 @@ def replay_from_source(
                     event_time_ms,
                     message.key(),
                     source,  # type: ignore[arg-type]
+                    carry_source_headers(message.headers()).kept,  # type: ignore[arg-type]
                 )
                 if writer is None:
                     summary.moved += 1

@@ -51,6 +51,8 @@ class RetryThrottle(Protocol):
 
     def wait_s(self) -> float: ...
 
+    def retries_per_s(self) -> float: ...
+
 
 class UnlimitedRetries:
     """The budget of an endpoint with retry budgets turned off: every retry may go."""
@@ -67,6 +69,10 @@ class UnlimitedRetries:
     def wait_s(self) -> float:
         """Called by the lane after a refusal, which never comes; 0.0."""
         return 0.0
+
+    def retries_per_s(self) -> float:
+        """No limit: infinity."""
+        return math.inf
 
 
 _UNLIMITED = UnlimitedRetries()
@@ -147,6 +153,12 @@ class RetryBudget:
                 return max(0.0, (self._head + ahead) * self._slot_s - self._latest)
         return math.inf
 
+    def retries_per_s(self) -> float:
+        """Retries a second the budget grants at the attempts now in its window (the floor
+        at least): the pace for spreading retries it refused (`RetryPacer`)."""
+        self._advance()
+        return (self._ratio * self._total_attempts + self._floor) / (self._slots * self._slot_s)
+
     @property
     def attempts_in_window(self) -> int:
         """Attempts the window holds now (for metrics and tests)."""
@@ -178,6 +190,36 @@ class RetryBudget:
             self._retries[index] = 0
         self._head = max(self._head, now_slot)
         return self._head % self._slots
+
+
+class RetryPacer:
+    """Due times for retries the budget refused, spread at the budget's pace.
+
+    A backlog of refused retries all told "in `wait_s()`" would come back together, be
+    refused together and go round again; spaced `1 / retries_per_s` apart, each comes back
+    about when the budget has room for it. Times are the caller's (the wall clock when the
+    wait crosses processes). Pure.
+    """
+
+    __slots__ = ("_next",)
+
+    def __init__(self) -> None:
+        self._next = -math.inf  # the earliest due time not yet handed out
+
+    def delay_s(
+        self, now: float, wait_s: float, retries_per_s: float, max_wait_s: float = math.inf
+    ) -> float:
+        """Called by the lane for each refused retry: seconds from `now` until it is due.
+
+        A retry that cannot wait longer than `max_wait_s` (its longest wait in a tier) and
+        would be due later comes back at `max_wait_s` holding no place in the pace: it
+        asks again then. So the pace never runs ahead of what waits for it."""
+        due = max(now + max(0.0, wait_s), self._next)
+        if due - now > max_wait_s:
+            return max_wait_s
+        if retries_per_s > 0.0:
+            self._next = due + 1.0 / retries_per_s
+        return due - now
 
 
 def _check_settings(ratio: float, window_s: float, min_retries_per_s: float, slots: int) -> None:

@@ -134,6 +134,9 @@ class WorkerStats:
     deliveries_parked: int = 0  # deliveries waiting for the catalog to know their endpoint
     endpoints_disabled: int = 0  # endpoints this worker disabled (410, failing too long)
     lanes_reaped: int = 0  # idle lanes removed
+    budget_deferred: int = 0  # due retries sent back to a tier unattempted: over the budget
+    source_headers_dropped: int = 0  # source record headers over the bounds, not carried
+    trace_headers_dropped: int = 0  # malformed traceparent / tracestate, never sent
     dead_lettered: int = 0
     abandoned: int = 0  # queued work dropped on revocation or shutdown (redelivered later)
     in_flight: int = 0  # requests on the wire now

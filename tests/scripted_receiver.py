@@ -18,7 +18,7 @@ class Attempt:
     event_id: str
     at: float  # time.time() on arrival
     status: int
-    headers: dict[str, str] = field(default_factory=dict, compare=False)
+    headers: dict[str, str] = field(default_factory=dict, compare=False)  # lower-case names
     body: bytes = field(default=b"", compare=False)
 
 
@@ -28,6 +28,7 @@ class ScriptedReceiver:
     script: dict[str, list[int]] = field(default_factory=dict)
     retry_after_s: dict[str, int] = field(default_factory=dict)  # event id -> Retry-After
     always: dict[str, int] = field(default_factory=dict)  # endpoint id -> its only answer
+    answer_body: dict[str, str] = field(default_factory=dict)  # endpoint id -> non-2xx body
     attempts: list[Attempt] = field(default_factory=list)
     url: str = ""
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -55,21 +56,15 @@ class ScriptedReceiver:
         status = self.always.get(request.match_info["endpoint_id"]) or (
             planned.pop(0) if planned else 204
         )
-        self.attempts.append(
-            Attempt(
-                request.match_info["endpoint_id"],
-                event_id,
-                time.time(),
-                status,
-                dict(request.headers),
-                body,
-            )
-        )
+        endpoint_id = request.match_info["endpoint_id"]
+        received = {k.lower(): v for k, v in request.headers.items()}
+        self.attempts.append(Attempt(endpoint_id, event_id, time.time(), status, received, body))
         self._arrived.set()
         headers = {}
         if status == 429 and event_id in self.retry_after_s:
             headers["Retry-After"] = str(self.retry_after_s[event_id])
-        return web.Response(status=status, headers=headers)
+        answer = self.answer_body.get(endpoint_id, "") if status >= 300 else ""
+        return web.Response(status=status, headers=headers, text=answer)
 
     def of(self, event_id: str) -> list[Attempt]:
         return [a for a in self.attempts if a.event_id == event_id]

@@ -39,6 +39,12 @@ def _routes(server: Server) -> list[web.RouteDef]:
             headers["Location"] = "/status/200"
         return web.Response(status=code, headers=headers, body=request.query.get("body", ""))
 
+    async def text(request: web.Request) -> web.StreamResponse:
+        # A body of `n` times the character `c`: for the response excerpt.
+        await request.read()
+        body = request.query["c"] * int(request.query["n"])
+        return web.Response(status=int(request.match_info["code"]), text=body)
+
     async def hang(request: web.Request) -> web.StreamResponse:
         await server.never.wait()
         return web.Response(status=204)
@@ -61,6 +67,7 @@ def _routes(server: Server) -> list[web.RouteDef]:
 
     return [
         web.post("/status/{code}", status),
+        web.post("/text/{code}", text),
         web.post("/hang", hang),
         web.post("/endless", endless),
         web.post("/hang-up", hang_up),
@@ -162,6 +169,34 @@ async def test_large_body_is_capped_not_read_to_the_end(server: Server) -> None:
         # The half-read connection was dropped, not reused: the next request still works.
         after = await sender.send(f"{server.url}/status/204", BODY, HEADERS)
     assert after.status == 204
+
+
+async def test_a_failed_answer_keeps_a_1_kib_excerpt_cut_on_a_character(
+    server: Server, sender: WebhookSender
+) -> None:
+    plain = await sender.send(f"{server.url}/text/500?c=x&n=1500", b"{}", {})
+    assert plain.response_excerpt == "x" * 1024
+    wide = await sender.send(f"{server.url}/text/422?c=%C3%A9&n=600", b"{}", {})  # 2 bytes each
+    assert wide.response_excerpt == "é" * 512
+    short = await sender.send(f"{server.url}/text/503?c=busy&n=1", b"{}", {})
+    assert short.response_excerpt == "busy"
+    empty = await sender.send(f"{server.url}/status/500", b"{}", {})
+    assert empty.response_excerpt is None
+    assert "busy" not in repr(short)  # the receiver's text stays out of logs
+
+
+async def test_a_2xx_answer_keeps_no_excerpt(server: Server, sender: WebhookSender) -> None:
+    result = await sender.send(f"{server.url}/text/200?c=x&n=100", b"{}", {})
+    assert result.status == 200
+    assert result.response_excerpt is None
+
+
+async def test_the_excerpt_never_exceeds_the_body_prefix_read(server: Server) -> None:
+    async with WebhookSender(
+        pool_size=1, timeout_s=5.0, connect_timeout_s=5.0, max_response_bytes=100
+    ) as small:
+        result = await small.send(f"{server.url}/text/500?c=x&n=1500", b"{}", {})
+    assert result.response_excerpt == "x" * 100
 
 
 async def test_connection_is_reused(server: Server, sender: WebhookSender) -> None:

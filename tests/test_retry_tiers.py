@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from dispatcher.codec import decode_dead_letter
 from dispatcher.pipeline.worker import Worker
 from tests.pipeline_harness import (
     build_settings,
@@ -21,7 +22,7 @@ from tests.pipeline_harness import (
 )
 from tests.scripted_receiver import ScriptedReceiver
 from tests.test_crash_recovery import start_worker
-from tests.test_handover import write_config
+from tests.test_handover import read_topic, write_config
 
 WAIT_S = 90
 JITTER = 0.2  # backoff.DEFAULT_JITTER: a wait is at least (1 - JITTER) of its delay
@@ -110,6 +111,38 @@ async def test_an_always_failing_endpoint_is_dead_lettered_after_max_attempts_in
     healthy = [a.event_id for a in receiver.attempts if a.endpoint_id == "healthy"]
     assert sorted(healthy) == sorted(down)  # each once, none held back
     print(f"400 events of an always-500 endpoint dead-lettered in {took:.1f} s (delays [1, 2])")
+
+
+async def test_retries_over_the_budget_wait_in_a_tier_and_keep_their_attempt_count(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    events = 60
+    async with ScriptedReceiver() as receiver:
+        settings = build_settings(
+            kafka_bootstrap,
+            unique_name,
+            [endpoint("down", receiver.url, ["*"], max_in_flight=8)],
+            partitions=1,
+            retry_delays_s=[0.1, 0.2],
+            max_attempts=3,
+            retry_budget=0.0,  # retries only within the floor: 40 a second
+            retry_budget_window_s=1.0,
+            min_retries_per_s=40,
+        )
+        create_all_topics(settings)
+        sent = produce_events(settings, events, ["order.created"])
+        receiver.always["down"] = 500
+        async with running_worker(settings) as worker:
+            await receiver.wait_until(lambda rs: len(rs) >= events * 3, WAIT_S)
+            letters = await asyncio.to_thread(
+                read_topic, kafka_bootstrap, settings.kafka.dlq_topic, events, unique_name("dlq")
+            )
+    # 120 retries against 40 a second: most were deferred to a tier, none lost an attempt.
+    assert worker.stats.budget_deferred > 0
+    assert all(len(receiver.of(e.id)) == 3 for e in sent)
+    decoded = [decode_dead_letter(m.value()) for m in letters]
+    assert sorted(d["event_id"] for d in decoded) == sorted(e.id for e in sent)
+    assert {(d["attempts"], d["reason"]) for d in decoded} == {(3, "attempts exhausted: HTTP 500")}
 
 
 def owned(worker: Worker, topic: str) -> set[int]:

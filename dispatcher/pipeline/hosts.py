@@ -2,55 +2,138 @@
 
 aiohttp's own pool waiters cost more per request, and its timeout would count the wait
 against the endpoint. The number of slots follows `limits.HostConcurrency`.
+
+A request that has held its slot far longer than the host's answers take (a receiver that
+hangs until our timeout) gives the slot back while it goes on waiting: the slots bound the
+requests our loop is busy with, and a silent connection costs the loop nothing. Without
+this, one endpoint whose requests hang held the slots that every other endpoint of the host
+needed (a healthy endpoint fell to a seventh of its rate beside one, see
+tests/test_isolation_under_failures.py). Each endpoint's own `max_in_flight` still bounds
+its requests, and the connection pool is sized for the sum of them, so nothing grows
+without bound. Only answered requests teach the slots (and the gradient) what a normal
+latency is: a timeout measures the receiver's silence, not our queueing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Final
 from urllib.parse import urlsplit
 
 from dispatcher.limits import HostConcurrency
 from dispatcher.model import Endpoint
 
+# A request is stalled once it has held its slot this many times the host's recent latency
+# of answered requests, and at least MIN_STALL_S (a few slow answers are not a hang).
+STALL_FACTOR: Final = 2.0
+MIN_STALL_S: Final = 0.02
+_EWMA_WEIGHT: Final = 0.05  # about the last 20 answers
+
+Lease = int
+
 
 class HostSlots:
-    __slots__ = ("_limit", "_waiters", "in_flight")
+    """Called by the lanes: `lease = await acquire()` before a request, `release(lease, ...)`
+    after it. A lease held past the stall time is given back by a timer, which runs only
+    while requests wait for a slot."""
 
-    def __init__(self, limit: HostConcurrency) -> None:
+    __slots__ = (
+        "_clock",
+        "_held",
+        "_ids",
+        "_limit",
+        "_recent_s",
+        "_timer",
+        "_waiters",
+        "in_flight",
+        "stalled",
+    )
+
+    def __init__(self, limit: HostConcurrency, clock: Callable[[], float] = time.monotonic) -> None:
         self._limit = limit
+        self._clock = clock
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self.in_flight = 0
+        self._held: dict[Lease, float] = {}  # lease -> when taken; oldest first
+        self._ids = itertools.count()
+        self._recent_s = 0.0  # latency of answered requests, exponentially weighted
+        self._timer: asyncio.TimerHandle | None = None
+        self.in_flight = 0  # slots taken and not given back
+        self.stalled = 0  # leases given back before their request ended (for tests, metrics)
 
-    async def acquire(self) -> None:
+    @property
+    def stall_s(self) -> float:
+        return max(MIN_STALL_S, STALL_FACTOR * self._recent_s)
+
+    async def acquire(self) -> Lease:
         """Take a slot (pair with `release`); waits while the host is at its limit."""
         if self.in_flight < self._limit.limit and not self._waiters:
             self.in_flight += 1
-            return
+            return self._lease()
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        self._arm()
         try:
             await waiter  # `_wake` counted our slot before waking us
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self.release(None)  # handed a slot it will not use
+                self._free(1)  # handed a slot it will not use
             else:
                 # Not left behind: a cancelled waiter at the head would keep later ones
                 # queued while slots are free (revocation cancels waits often).
                 self._waiters.remove(waiter)
             raise
+        lease = self._lease()
+        if self._waiters:
+            self._arm()  # the timer may have found nothing to watch while we were woken
+        return lease
 
-    def release(self, latency_s: float | None) -> None:
-        self.in_flight -= 1
+    def release(self, lease: Lease, latency_s: float | None) -> None:
+        """The request of `lease` ended; `latency_s` only for an answered request."""
+        if self._held.pop(lease, None) is None:
+            return  # stalled: its slot was given back already
         if latency_s is not None:
             self._limit.observe(latency_s)
+            self._recent_s += (latency_s - self._recent_s) * _EWMA_WEIGHT
+        self._free(1)
+
+    def _lease(self) -> Lease:
+        lease = next(self._ids)
+        self._held[lease] = self._clock()
+        return lease
+
+    def _free(self, count: int) -> None:
+        self.in_flight -= count
         waiters = self._waiters
         while waiters and self.in_flight < self._limit.limit:
             waiter = waiters.popleft()
             if not waiter.done():
                 self.in_flight += 1
                 waiter.set_result(None)
+
+    def _arm(self) -> None:
+        """While requests wait: a timer for when the oldest lease stalls."""
+        if self._timer is not None or not self._held:
+            return
+        oldest = next(iter(self._held.values()))
+        delay = max(0.0, oldest + self.stall_s - self._clock())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._give_back_stalled)
+
+    def _give_back_stalled(self) -> None:
+        self._timer = None
+        cutoff = self._clock() - self.stall_s
+        held = self._held
+        stalled = list(itertools.takewhile(lambda lease: held[lease] <= cutoff, held))
+        for lease in stalled:
+            del held[lease]
+        if stalled:
+            self.stalled += len(stalled)
+            self._free(len(stalled))
+        if self._waiters:
+            self._arm()
 
 
 def host_key(url: str) -> str:

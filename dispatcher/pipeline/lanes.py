@@ -28,10 +28,19 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from dispatcher.backoff import DEFAULT_JITTER, waiting_tier
 from dispatcher.breaker import Breaker, BreakerState, Transition
 from dispatcher.codec import DeadLetterRecord, OutcomeKind, OutcomeRecord, encode_outcome
 from dispatcher.endpoints.record import EndpointRecord, EndpointState, active_secrets
-from dispatcher.lifecycle import Delivered, Disable, RetryLater, RetryPolicy, next_step, verdict_of
+from dispatcher.lifecycle import (
+    Delivered,
+    Disable,
+    RetryLater,
+    RetryPolicy,
+    describe,
+    next_step,
+    verdict_of,
+)
 from dispatcher.limits import limiter_for
 from dispatcher.model import DeliverySettings, Endpoint, HttpResult, KafkaSettings, Ordering
 from dispatcher.outcomes import ERROR_BODY_TOO_LARGE, OutcomeClass
@@ -40,8 +49,8 @@ from dispatcher.pipeline.hosts import HostSlots
 from dispatcher.pipeline.partitions import PartitionState
 from dispatcher.pipeline.ports import RecordProducer, Sender
 from dispatcher.pipeline.supervisor import Supervisor
-from dispatcher.records import DeliveryMeta, retry_headers
-from dispatcher.retry_budget import retry_budget_for
+from dispatcher.records import DeliveryMeta, identity_headers, retry_headers, trace_headers
+from dispatcher.retry_budget import RetryPacer, retry_budget_for
 from dispatcher.signing import Signer
 from dispatcher.stats import WorkerStats
 from dispatcher.tls import context_for
@@ -132,6 +141,7 @@ class Lane:
             delivery.retry_budget_window_s,
             delivery.min_retries_per_s,
         )
+        self._pacer = RetryPacer()
         self._breaker = (
             Breaker(
                 delivery.breaker_failures,
@@ -404,10 +414,12 @@ class Lane:
             self._ctx.disable_endpoint(self.endpoint.id, reason)
 
     async def _admit(self, delivery: Delivery, attempts_made: int, first_at: float) -> bool:
-        """Wait until this attempt may go: the endpoint is enabled, the breaker lets it
-        through (an ordering-none delivery is deferred to a retry tier instead), and a retry
-        fits the budget. False: the delivery was handled (deferred or dead-lettered).
-        Waits here are cancelled by a revocation."""
+        """Whether this attempt may go now: the endpoint is enabled, the breaker lets it
+        through and a retry fits the budget. An ordering-none delivery that may not go is
+        deferred to a retry tier without using an attempt (False); an ordered one waits
+        here, in its lane, which its order requires. A disabled or deleted endpoint's
+        delivery is dead-lettered (False). Waits here are cancelled by a revocation."""
+        deferrable = not self._in_place and bool(self._ctx.delivery.retry_delays_s)
         while self.state is not EndpointState.ENABLED or self.deleted:
             if self.deleted or self.state is EndpointState.DISABLED:
                 reason = "endpoint deleted" if self.deleted else "endpoint disabled"
@@ -417,38 +429,58 @@ class Lane:
                 return False
             # Paused: nothing is sent. Unordered deliveries wait in a retry tier, so the
             # partition's other endpoints go on; ordered ones wait here, in order.
-            if self._defer(delivery, attempts_made, first_at, PAUSED_RECHECK_S):
+            if deferrable:
                 self._ctx.stats.paused_deferred += 1
+                self._defer(delivery, attempts_made, PAUSED_RECHECK_S, first_at)
                 return False
             await self._state_changed.wait()
         breaker = self._breaker
         if breaker is not None and not breaker.allow():
-            if self._defer(delivery, attempts_made, first_at, max(breaker.retry_in_s(), 0.001)):
+            if deferrable:
                 self._ctx.stats.breaker_deferred += 1
+                self._defer(delivery, attempts_made, breaker.retry_in_s(), first_at)
                 return False
             while not breaker.allow():
                 await asyncio.sleep(max(breaker.retry_in_s(), 0.01))
         if attempts_made:  # a retry: within the endpoint's retry budget
             budget = self._budget
-            while not budget.try_spend():
+            if deferrable and not budget.try_spend():
+                # Over budget, a due retry goes back to wait in Kafka, not in this lane:
+                # in memory it would hold a retry runner and its tier offset unfinished,
+                # and a backlog of them would fill the partition's buffer share. Spread at
+                # the budget's pace, each comes back about when the budget has room.
+                delivery_settings = self._ctx.delivery
+                wait = min(budget.wait_s(), delivery_settings.retry_budget_window_s)
+                longest = delivery_settings.retry_delays_s[-1] * (1.0 - DEFAULT_JITTER)
+                now = self._ctx.wall()
+                delay = self._pacer.delay_s(now, wait, budget.retries_per_s(), longest)
+                self._ctx.stats.budget_deferred += 1
+                self._defer(delivery, attempts_made, delay, first_at)
+                return False
+            while not deferrable and not budget.try_spend():
                 await asyncio.sleep(min(1.0, max(budget.wait_s(), 0.01)))
         return True
 
     def _defer(
-        self, delivery: Delivery, attempts_made: int, first_at: float, wait_s: float
-    ) -> bool:
-        """Hand an unordered delivery to a retry tier for about `wait_s` without using an
-        attempt; False for an ordered one (it must wait in the lane) or without tiers. The
-        tier is the one whose delay fits `wait_s` best, so due times stay in order within it."""
-        delays = self._ctx.delivery.retry_delays_s
-        if self._in_place or not delays:
-            return False
-        fitting = [i for i, d in enumerate(delays) if d <= wait_s]
-        tier = (max(fitting, key=lambda i: delays[i]) if fitting else 0) + 1
-        delay = min(wait_s, delays[tier - 1])
-        step = RetryLater(delay, self._ctx.wall() + delay, tier)
+        self, delivery: Delivery, attempts_made: int, wait_s: float, first_at: float
+    ) -> None:
+        """Back to a retry tier, due in about `wait_s`, its attempt count unchanged; the
+        offset it came from finishes when that record is durable. The tier is the first
+        whose delays cover the wait (`backoff.waiting_tier`), so it holds up no record
+        behind it; a longer wait comes back early and is deferred again. Past `max_age_s`
+        since its first attempt it is dead-lettered instead."""
+        ctx = self._ctx
+        max_age_s = ctx.delivery.max_age_s
+        if ctx.wall() - first_at >= max_age_s:  # deferred without end: the window still holds
+            meta = delivery.meta
+            last = HttpResult(meta.last_status, meta.last_error, None, 0.0)
+            reason = f"retry window of {max_age_s:g} s exceeded: {describe(last)}"
+            self._dead_letter(delivery, attempts_made, last, reason, first_at, ctx.wall())
+            return
+        delays = ctx.delivery.retry_delays_s
+        tier, wait = waiting_tier(max(wait_s, 0.001), delays, DEFAULT_JITTER)
+        step = RetryLater(wait, ctx.wall() + wait, tier)
         self._to_retry_tier(delivery, attempts_made, step, None, first_at)
-        return True
 
     def _judged(self, result: HttpResult) -> None:
         """Feed the breaker: an answer that asks for a retry is a failure."""
@@ -483,13 +515,14 @@ class Lane:
         """Hand the delivery to its retry tier; its offset finishes when that is durable."""
         ctx = self._ctx
         topic = ctx.kafka.retry_topic(step.tier)
+        meta = delivery.meta
         headers = retry_headers(
-            delivery.meta,
+            meta,
             attempt,
             int(step.due * 1000),
             int(first_at * 1000),
-            None if result is None else result.status,
-            None if result is None else result.error,
+            meta.last_status if result is None else result.status,  # deferred: no attempt
+            meta.last_error if result is None else result.error,
         )
         ack = RetryAck(delivery.part, delivery.offset, ctx.producer, topic, ctx.stats)
         ctx.producer.produce(topic, self._key_id, delivery.body, headers, ack)
@@ -502,21 +535,25 @@ class Lane:
             await asyncio.sleep(wait)
             wait = self._limiter.try_take()
         slots = self._host_slots
-        await slots.acquire()
+        lease = await slots.acquire()
         stats = self._ctx.stats
         stats.in_flight += 1
         part.working[task] = True  # on the wire: a revocation gives it the grace period
         self._budget.record_attempt()
         latency: float | None = None
         try:
+            meta = delivery.meta
             now = time.time()
             if self._signer_until is not None and now >= self._signer_until:
                 self._set_signer(now)  # a rotated-out secret expired
-            headers = self._signer.headers(delivery.meta.event_id, int(now), delivery.body)
+            headers = self._signer.headers(meta.event_id, int(now), delivery.body)
+            if meta.carried:  # the source event's traceparent joins the receiver's trace
+                headers.update(trace_headers(meta.carried))
             result = await self._ctx.sender.send(
                 self.endpoint.url, delivery.body, headers, self._tls
             )
-            latency = result.latency_s
+            if result.status is not None:  # a timeout's latency is the receiver's silence
+                latency = result.latency_s
             return result
         except asyncio.CancelledError:
             if self._breaker is not None:
@@ -525,7 +562,7 @@ class Lane:
         finally:
             part.working[task] = False
             stats.in_flight -= 1
-            slots.release(latency)
+            slots.release(lease, latency)
 
     def _publish_outcome(
         self, delivery: Delivery, kind: OutcomeKind, attempt: int, result: HttpResult
@@ -576,6 +613,8 @@ class Lane:
             event_time_ms=meta.event_time_ms,
             first_attempt_ms=None if first_at is None else int(first_at * 1000),
             last_attempt_ms=None if last_at is None else int(last_at * 1000),
+            response_excerpt=result.response_excerpt,
+            headers=identity_headers(meta),
         )
         self._ctx.dead_letters.write(delivery.part, delivery.offset, record)
 

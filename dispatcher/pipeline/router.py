@@ -3,7 +3,8 @@
 The source offset finishes only when every delivery record it produced was acknowledged by
 the broker (idempotent producer, acks=all); an event that cannot be routed (undecodable, too
 large for a delivery record) finishes when its dead letter was acknowledged. The event's
-bytes pass through as the delivery value.
+bytes pass through as the delivery value; its record headers travel with it, bounded
+(`records.carry_source_headers`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dispatcher.model import Settings
 from dispatcher.pipeline.dead_letters import DeadLetterWriter
 from dispatcher.pipeline.partitions import PartitionState
 from dispatcher.pipeline.ports import RecordProducer
-from dispatcher.records import delivery_headers
+from dispatcher.records import carry_source_headers, delivery_headers
 from dispatcher.stats import WorkerStats
 
 log = logging.getLogger(__name__)
@@ -116,12 +117,17 @@ class RouterStage:
             part.finished(offset)
             return
         key = message.key()
+        carried = carry_source_headers(message.headers())  # type: ignore[arg-type]
+        if carried.dropped or carried.trace_dropped:
+            stats.source_headers_dropped += carried.dropped
+            stats.trace_headers_dropped += carried.trace_dropped
         headers = delivery_headers(
             event.id,
             event.type,
             iso_to_epoch_ms(event.timestamp),
             key,
             (part.topic, part.partition, offset),
+            carried.kept,
         )
         body = event.body
         too_large = self._too_large(body, headers)
@@ -187,5 +193,6 @@ class RouterStage:
             key=message.key(),
             event_id=event_id,
             event_type=event_type,
+            headers=carry_source_headers(message.headers()).kept or None,  # type: ignore[arg-type]
         )
         self._dead_letters.write(part, offset, record)

@@ -4,6 +4,7 @@ on the wire at revocation, a dead letter the broker refuses."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from dispatcher.codec import decode_dead_letter, decode_outcome
 from dispatcher.model import DeliverySettings, Endpoint, HttpResult, KafkaSettings, Ordering
@@ -264,3 +265,110 @@ async def test_an_open_breaker_defers_deliveries_to_a_tier_without_a_request_or_
     assert [m.attempts_made for m in tiers] == [1, 1, 0, 0, 0]  # deferred: no attempt used
     assert ctx.stats.breaker_opens == 1
     assert ctx.stats.breaker_deferred == 3
+
+
+TRACEPARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+CARRIED = (("traceparent", TRACEPARENT), ("tracestate", b"congo=1"), ("tenant", b"acme"))
+
+
+def submit_carrying(
+    lane: Lane,
+    ctx: LaneContext,
+    part: PartitionState,
+    offset: int,
+    carried: tuple[tuple[str, bytes | None], ...],
+    attempts: int = 0,
+    first: int = 0,
+) -> None:
+    part.take(offset)
+    part.buffered += 1
+    ctx.stats.buffered += 1
+    last = 503 if attempts else None
+    meta = DeliveryMeta(
+        f"evt-{offset}", "t", 7, b"key", "events/0/1", attempts, 0, first, carried, last
+    )
+    lane.submit(Delivery(part, offset, b'{"id":"x"}', meta))
+
+
+async def test_the_source_traceparent_is_sent_with_the_request_and_a_bad_one_never() -> None:
+    sender = FakeSender(auto=lambda _url: status(204))
+    producer = FakeProducer()
+    lane, ctx, _ = lane_for(sender, producer, DeliverySettings())
+    part = PartitionState("wh.deliveries", 0)
+    submit_carrying(lane, ctx, part, 1, CARRIED)
+    submit_carrying(lane, ctx, part, 2, (("traceparent", b"00-forged"), ("tenant", b"acme")))
+    await asyncio.wait_for(asyncio.gather(*ctx.tasks), BOUND_S)
+    sent = {r.headers["webhook-id"]: r.headers for r in sender.requests}
+    assert sent["evt-1"]["traceparent"] == TRACEPARENT.decode()
+    assert sent["evt-1"]["tracestate"] == "congo=1"
+    assert "tenant" not in sent["evt-1"]  # only the trace context is sent
+    assert "traceparent" not in sent["evt-2"]
+
+
+async def test_a_dead_letter_keeps_the_response_excerpt_and_the_source_headers() -> None:
+    answer = HttpResult(400, None, None, 0.001, response_excerpt='{"error":"bad amount"}')
+    sender = FakeSender(auto=lambda _url: answer)
+    producer = FakeProducer()
+    lane, ctx, _ = lane_for(sender, producer, PERMANENT_400)
+    part = PartitionState("wh.deliveries", 0)
+    submit_carrying(lane, ctx, part, 10, CARRIED)
+    await asyncio.wait_for(asyncio.gather(*ctx.tasks), BOUND_S)
+    (dead,) = [p for p in producer.pending if p.topic == KAFKA.dlq_topic]
+    letter = decode_dead_letter(dead.value)
+    assert letter["response_excerpt"] == '{"error":"bad amount"}'
+    headers = [(h["key"], h["value"]) for h in letter["headers"]]
+    assert headers[0] == ("event-id", b"evt-10")
+    assert ("producer-key", b"key") in headers
+    assert headers[-3:] == list(CARRIED)  # in order, after ours
+
+
+async def test_a_due_retry_over_budget_waits_in_a_tier_not_in_the_lane() -> None:
+    sender = FakeSender(auto=lambda _url: status(204))
+    producer = FakeProducer()
+    # A floor of one retry per 10 s window and no share of attempts: the second retry is over.
+    delivery = DeliverySettings(
+        retry_delays_s=(30.0, 60.0), retry_budget=0.0, min_retries_per_s=0.1
+    )
+    lane, ctx, _ = lane_for(sender, producer, delivery)
+    part = PartitionState("wh.retry.1", 0)
+    first = int(time.time() * 1000) - 1000
+    for offset in (5, 6, 7):
+        submit_carrying(lane, ctx, part, offset, CARRIED, attempts=1, first=first)
+    await asyncio.wait_for(asyncio.gather(*ctx.tasks), BOUND_S)
+
+    assert [r.headers["webhook-id"] for r in sender.requests] == ["evt-5"]  # within budget
+    deferred = [p for p in producer.pending if p.topic.startswith("wh.retry.")]
+    assert [p.topic for p in deferred] == ["wh.retry.1", "wh.retry.1"]
+    metas = [read_delivery_headers(p.headers) for p in deferred]
+    assert [m.event_id for m in metas] == ["evt-6", "evt-7"]
+    assert all(m.attempts_made == 1 for m in metas)  # no attempt used
+    assert all(m.first_attempt_ms == first for m in metas)
+    assert all(m.last_status == 503 for m in metas)  # the last answer is kept
+    assert all(m.carried == CARRIED for m in metas)
+    # Spread at the budget's pace (0.1 retries/s), not sent back together.
+    assert metas[1].due_ms - metas[0].due_ms >= 9_000
+    assert ctx.stats.budget_deferred == 2
+    assert part.commit_point() != (8, "")  # not before the tier acknowledged them
+    producer.ack_all()
+    assert part.commit_point() == (8, "")  # their tier offsets finished: nothing in memory
+    assert ctx.stats.buffered == 0
+
+
+async def test_a_deferred_delivery_past_its_retry_window_is_dead_lettered() -> None:
+    sender = FakeSender(auto=lambda _url: status(204))
+    producer = FakeProducer()
+    delivery = DeliverySettings(
+        retry_delays_s=(30.0,), retry_budget=0.0, min_retries_per_s=0.1, max_age_s=60.0
+    )
+    lane, ctx, _ = lane_for(sender, producer, delivery)
+    part = PartitionState("wh.retry.1", 0)
+    recent = int(time.time() * 1000) - 1000
+    submit_carrying(lane, ctx, part, 5, CARRIED, attempts=1, first=recent)  # spends the floor
+    submit_carrying(lane, ctx, part, 6, CARRIED, attempts=1, first=1_700_000_000_000)  # 2023
+    await asyncio.wait_for(asyncio.gather(*ctx.tasks), BOUND_S)
+    (dead,) = [p for p in producer.pending if p.topic == KAFKA.dlq_topic]
+    letter = decode_dead_letter(dead.value)
+    assert letter["event_id"] == "evt-6"
+    assert letter["reason"] == "retry window of 60 s exceeded: HTTP 503"
+    assert letter["attempts"] == 1
+    assert not [p for p in producer.pending if p.topic.startswith("wh.retry.")]

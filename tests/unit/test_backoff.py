@@ -10,6 +10,7 @@ from dispatcher.backoff import (
     retry_delay_s,
     retry_tier,
     should_retry,
+    waiting_tier,
 )
 
 DELAYS = (5.0, 30.0, 120.0, 600.0, 3600.0)
@@ -139,3 +140,28 @@ def test_delay_always_within_bounds(
     else:
         assert got <= max(high, cap) + eps
         assert got >= min(retry_after, cap) - eps  # Retry-After honoured up to the cap
+
+
+@pytest.mark.parametrize(
+    ("wait_s", "expected"),
+    [
+        (0.0, (1, 0.0)),
+        (3.0, (1, 3.0)),
+        (4.0, (1, 4.0)),  # 5 s * (1 - 0.2): nothing written after it is due sooner
+        (4.5, (2, 4.5)),
+        (24.0, (2, 24.0)),
+        (90.0, (3, 90.0)),
+        (500.0, (3, 96.0)),  # past every tier: the last tier's shortest wait, then again
+        (-1.0, (1, 0.0)),
+    ],
+)
+def test_waiting_tier_is_the_first_whose_shortest_wait_covers_it(
+    wait_s: float, expected: tuple[int, float]
+) -> None:
+    tier, wait = waiting_tier(wait_s, (5.0, 30.0, 120.0), 0.2)
+    assert (tier, round(wait, 9)) == expected
+
+
+def test_waiting_tier_needs_a_tier() -> None:
+    with pytest.raises(ValueError, match="delays_s"):
+        waiting_tier(1.0, (), 0.2)

@@ -6,7 +6,7 @@ import pytest
 
 from dispatcher.limits import HostConcurrency
 from dispatcher.model import Endpoint
-from dispatcher.pipeline.hosts import HostSlots, slots_by_endpoint
+from dispatcher.pipeline.hosts import MIN_STALL_S, STALL_FACTOR, HostSlots, slots_by_endpoint
 
 
 def test_a_slow_host_at_steady_latency_grows_to_its_ceiling() -> None:
@@ -60,8 +60,8 @@ def test_endpoints_share_the_slots_of_their_host_only() -> None:
 
 async def test_requests_past_the_limit_wait_in_order() -> None:
     slots = HostSlots(HostConcurrency(floor=2, ceiling=2))
-    await slots.acquire()
-    await slots.acquire()
+    one = await slots.acquire()
+    two = await slots.acquire()
     order: list[str] = []
 
     async def queued(name: str) -> None:
@@ -72,10 +72,10 @@ async def test_requests_past_the_limit_wait_in_order() -> None:
     second = asyncio.create_task(queued("second"))
     await asyncio.sleep(0)
     assert order == []
-    slots.release(None)
+    slots.release(one, None)
     await first
     assert order == ["first"]
-    slots.release(None)
+    slots.release(two, None)
     await second
     assert order == ["first", "second"]
     assert slots.in_flight == 2
@@ -83,11 +83,50 @@ async def test_requests_past_the_limit_wait_in_order() -> None:
 
 async def test_a_cancelled_waiter_gives_its_slot_back() -> None:
     slots = HostSlots(HostConcurrency(floor=1, ceiling=1))
-    await slots.acquire()
+    held = await slots.acquire()
     waiting = asyncio.create_task(slots.acquire())
     await asyncio.sleep(0)
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
-    slots.release(None)
+    slots.release(held, None)
     assert slots.in_flight == 0
+
+
+class StepClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_request_held_past_the_stall_time_gives_its_slot_to_a_waiter() -> None:
+    clock = StepClock()
+    slots = HostSlots(HostConcurrency(floor=1, ceiling=1), clock)
+    hung = await slots.acquire()
+    waiting = asyncio.create_task(slots.acquire())
+    await asyncio.sleep(0)
+    assert not waiting.done()  # the host is at its limit
+    clock.now = 10.0  # far past the stall time: the hung request is not our loop's work
+    served = await asyncio.wait_for(waiting, 5)
+    assert slots.stalled == 1
+    assert slots.in_flight == 1  # the waiter's slot; the hung request holds none
+    slots.release(hung, None)  # it ends at last: nothing more to give back
+    assert slots.in_flight == 1
+    slots.release(served, 0.01)
+    assert slots.in_flight == 0
+
+
+def test_only_answered_requests_teach_the_stall_time() -> None:
+    slots = HostSlots(HostConcurrency(floor=4, ceiling=4), StepClock())
+    assert slots.stall_s == MIN_STALL_S
+    for _ in range(200):
+        slots._held[-1] = 0.0  # a lease as `acquire` makes it, without a loop
+        slots.in_flight += 1
+        slots.release(-1, 0.5)
+    assert slots.stall_s == pytest.approx(STALL_FACTOR * 0.5, rel=0.01)
+    slots._held[-1] = 0.0
+    slots.in_flight += 1
+    slots.release(-1, None)  # a timeout: no latency to learn from
+    assert slots.stall_s == pytest.approx(STALL_FACTOR * 0.5, rel=0.01)

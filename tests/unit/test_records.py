@@ -4,10 +4,14 @@ import pytest
 
 from dispatcher.records import (
     H_ATTEMPT,
+    NO_HEADERS,
     BadDeliveryRecord,
+    carry_source_headers,
     delivery_headers,
+    identity_headers,
     read_delivery_headers,
     retry_headers,
+    trace_headers,
 )
 
 
@@ -68,3 +72,83 @@ def test_retry_headers_carry_the_count_the_due_time_and_the_first_attempt() -> N
 def test_a_negative_attempt_count_is_refused() -> None:
     with pytest.raises(BadDeliveryRecord, match="not a count"):
         read_delivery_headers([("event-id", b"e"), ("event-type", b"t"), ("attempt", b"-1")])
+
+
+# --- the source event's own headers --------------------------------------------------------
+
+TRACEPARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_source_headers_travel_in_order_without_our_own_names() -> None:
+    source = [
+        ("traceparent", TRACEPARENT),
+        ("tracestate", b"congo=t61rcWkgMzE"),
+        ("event-id", b"forged"),  # ours: it would be taken for the delivery's id
+        ("attempt", b"9"),
+        ("tenant", b"acme"),
+        ("empty", None),
+    ]
+    carried = carry_source_headers(source)
+    assert carried.kept == (
+        ("traceparent", TRACEPARENT),
+        ("tracestate", b"congo=t61rcWkgMzE"),
+        ("tenant", b"acme"),
+        ("empty", None),
+    )
+    assert (carried.dropped, carried.trace_dropped) == (0, 0)
+    assert carry_source_headers(None) is carry_source_headers([]) is NO_HEADERS
+
+
+def test_a_malformed_traceparent_is_dropped_with_its_tracestate_and_counted() -> None:
+    carried = carry_source_headers(
+        [("traceparent", b"00-nothex-01"), ("tracestate", b"a=b"), ("tenant", b"acme")]
+    )
+    assert carried.kept == (("tenant", b"acme"),)
+    assert carried.trace_dropped == 2
+    bad_state = carry_source_headers([("traceparent", TRACEPARENT), ("tracestate", b"A=b")])
+    assert bad_state.kept == (("traceparent", TRACEPARENT),)
+    assert bad_state.trace_dropped == 1
+
+
+def test_headers_over_the_bounds_are_dropped_and_counted_not_a_failure() -> None:
+    many = [(f"h{i}", b"v") for i in range(20)]
+    by_count = carry_source_headers(many, max_count=16)
+    assert [name for name, _ in by_count.kept] == [f"h{i}" for i in range(16)]
+    assert by_count.dropped == 4
+    big = [("small", b"x"), ("huge", b"y" * 5000), ("after", b"z")]
+    by_bytes = carry_source_headers(big, max_bytes=4096)
+    assert by_bytes.kept == (("small", b"x"), ("after", b"z"))  # smaller ones still fit
+    assert by_bytes.dropped == 1
+
+
+def test_carried_headers_survive_the_delivery_record_and_every_retry_record() -> None:
+    carried = (("traceparent", TRACEPARENT), ("tenant", b"acme"))
+    headers = delivery_headers("e", "t", 5, b"k", ("s", 1, 2), carried)
+    meta = read_delivery_headers(headers)
+    assert meta.carried == carried
+    again = read_delivery_headers(retry_headers(meta, 2, 10, 1, 503, None))
+    assert again.carried == carried
+    assert (again.attempts_made, again.last_status, again.last_error) == (2, 503, None)
+    third = read_delivery_headers(retry_headers(again, 3, 20, 1, None, "timeout"))
+    assert third.carried == carried
+    assert (third.last_status, third.last_error) == (None, "timeout")
+    assert identity_headers(third) == (
+        ("event-id", b"e"),
+        ("event-type", b"t"),
+        ("event-time-ms", b"5"),
+        ("source", b"s/1/2"),
+        ("producer-key", b"k"),
+        *carried,
+    )
+
+
+def test_only_a_valid_traceparent_and_its_tracestate_become_http_headers() -> None:
+    state = ("tracestate", b"congo=1")
+    assert trace_headers((("traceparent", TRACEPARENT), state, ("tenant", b"x"))) == {
+        "traceparent": TRACEPARENT.decode(),
+        "tracestate": "congo=1",
+    }
+    assert trace_headers((("traceparent", TRACEPARENT),)) == {"traceparent": TRACEPARENT.decode()}
+    # A record that did not come through stage 1 is checked again: nothing malformed is sent.
+    assert trace_headers((("traceparent", b"00-bad"), state)) == {}
+    assert trace_headers((("tenant", b"x"),)) == {}

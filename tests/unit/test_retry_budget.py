@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dispatcher.retry_budget import RetryBudget, UnlimitedRetries, retry_budget_for
+from dispatcher.retry_budget import RetryBudget, RetryPacer, UnlimitedRetries, retry_budget_for
 
 
 class FakeClock:
@@ -339,3 +339,33 @@ def test_wait_is_exact_on_the_slot_grid(
             now_ms += wait_ms
             clock.now = now_ms / 1000
             assert budget.try_spend() is True
+
+
+def test_the_pace_is_the_floor_plus_the_ratio_of_recent_attempts() -> None:
+    clock = FakeClock()
+    budget = RetryBudget(0.2, 10.0, 10.0, clock=clock)
+    assert budget.retries_per_s() == pytest.approx(10.0)
+    for _ in range(100):
+        budget.record_attempt()
+    assert budget.retries_per_s() == pytest.approx(12.0)  # (0.2 * 100 + 100) / 10 s
+    assert UnlimitedRetries().retries_per_s() == math.inf
+
+
+def test_refused_retries_are_spread_at_the_pace_not_sent_back_together() -> None:
+    pacer = RetryPacer()
+    delays = [pacer.delay_s(100.0, 0.2, 10.0) for _ in range(5)]
+    assert delays == pytest.approx([0.2, 0.3, 0.4, 0.5, 0.6])
+    # Later, past the spread: the next one waits only what the budget says.
+    assert pacer.delay_s(200.0, 0.2, 10.0) == pytest.approx(0.2)
+    assert pacer.delay_s(200.0, 1.0, 10.0) == pytest.approx(1.0)  # a longer wait wins
+    assert pacer.delay_s(200.0, 0.0, 10.0) == pytest.approx(1.1)  # behind that one
+    assert RetryPacer().delay_s(5.0, 0.5, 0.0) == pytest.approx(0.5)  # no pace: as told
+
+
+def test_a_retry_that_cannot_wait_its_turn_holds_no_place_in_the_pace() -> None:
+    pacer = RetryPacer()
+    assert [pacer.delay_s(0.0, 0.0, 1.0, max_wait_s=2.5) for _ in range(3)] == [0.0, 1.0, 2.0]
+    # The fourth would be due at 3 s: it comes back at 2.5 s and asks again, taking no turn,
+    assert pacer.delay_s(0.0, 0.0, 1.0, max_wait_s=2.5) == 2.5
+    # so the next turn is still at 3 s when asked for later.
+    assert pacer.delay_s(1.0, 0.0, 1.0, max_wait_s=2.5) == pytest.approx(2.0)
