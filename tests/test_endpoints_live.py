@@ -5,7 +5,9 @@ delivery without a restart (add, rotate, pause, 410 disable, delete, rebuild on 
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
+import os
 import time
 from collections.abc import Callable
 
@@ -303,3 +305,28 @@ async def test_a_restarted_worker_rebuilds_its_catalog_before_it_takes_deliverie
     assert [letter["reason"] for letter in letters] == ["unknown endpoint"]
     assert described is not None
     assert described.description == "v19"
+
+
+async def test_secrets_at_rest_are_sealed_in_the_topic_and_open_in_the_worker(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = base64.b64encode(os.urandom(32)).decode()
+    monkeypatch.setenv("DISPATCHER_SECRET_KEYS", f"k1:{key}")
+    secret = new_secret()
+    async with ScriptedReceiver() as receiver:
+        settings = build_settings(kafka_bootstrap, unique_name, [])
+        create_all_topics(settings)
+        await write(settings, new_endpoint("sealed", receiver, secret=secret))
+        (raw,) = await asyncio.to_thread(
+            read_topic, kafka_bootstrap, settings.kafka.endpoints_topic, 1, unique_name("raw")
+        )
+        async with running_worker(settings):
+            produce_events(settings, 2, ["order.created"])
+            await receiver.wait_until(lambda got: len(got) >= 2, WAIT_S)
+
+    stored = raw.value()
+    assert secret.encode() not in stored
+    assert secret.removeprefix("whsec_").encode() not in stored
+    assert b'"secret":"aesgcm:v1:k1:' in stored
+    for attempt in receiver.attempts:  # the worker opened it and signed with it
+        Webhook(secret).verify(attempt.body, attempt.headers)

@@ -17,6 +17,7 @@ from dispatcher.endpoints.record import EndpointRecord, EndpointState, decode_re
 from dispatcher.errors import ConfigError
 from dispatcher.model import Endpoint
 from dispatcher.routing import SubscriptionRouter
+from dispatcher.secret_box import SecretBox
 
 MAX_ENDPOINTS = 1_000_000  # records beyond this are refused (bounded memory)
 
@@ -66,10 +67,16 @@ class Rejected:
 class CatalogBuilder:
     """Applies records of the endpoints topic; `snapshot()` publishes what was applied."""
 
-    def __init__(self, egress: EgressPolicy | None, seeds: Iterable[Endpoint] = ()) -> None:
+    def __init__(
+        self,
+        egress: EgressPolicy | None,
+        seeds: Iterable[Endpoint] = (),
+        box: SecretBox | None = None,
+    ) -> None:
         """`seeds`: the config file's endpoints; a record of the topic with the same id
-        (or its deletion) overrides one."""
+        (or its deletion) overrides one. `box` opens sealed secrets."""
         self._egress = egress
+        self._box = box
         self._records: dict[str, EndpointRecord] = {e.id: EndpointRecord(endpoint=e) for e in seeds}
         self._deleted: set[str] = set()
         self._positions: dict[int, int] = {}
@@ -90,7 +97,7 @@ class CatalogBuilder:
             self._deleted.add(endpoint_id)
             return None
         try:
-            record = decode_record(value, self._egress)
+            record = decode_record(value, self._egress, self._box)
         except ConfigError as exc:
             return Rejected(
                 endpoint_id, partition, offset, f"{exc.field}: {exc.problem}".lstrip(": ")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from dispatcher.endpoints.catalog import CatalogBuilder, Snapshot, static_snapsh
 from dispatcher.endpoints.store import catch_up, end_offsets, reader_consumer, topic_partitions
 from dispatcher.errors import KafkaUnavailableError
 from dispatcher.model import Endpoint, KafkaSettings
+from dispatcher.secret_box import SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +105,7 @@ class CatalogFollower:
     ) -> None:
         self._kafka = kafka
         self._topic = kafka.endpoints_topic
-        self._builder = CatalogBuilder(egress, seeds)
+        self._builder = CatalogBuilder(egress, seeds, SecretBox.from_env(os.environ))
         self._catalog = catalog
         self._loop = loop
         self._on_failure = on_failure

@@ -31,6 +31,7 @@ from dispatcher.egress import EgressPolicy
 from dispatcher.errors import ConfigError
 from dispatcher.model import Endpoint
 from dispatcher.secret import Secret
+from dispatcher.secret_box import KEYS_ENV, SecretBox, SecretBoxError, is_sealed
 from dispatcher.signing import SECRET_PREFIX
 
 SOURCE = "endpoint"  # the `path` of a ConfigError about a record or an API body
@@ -103,7 +104,9 @@ def active_secrets(endpoint: Endpoint, now: float) -> tuple[tuple[bytes, ...], f
 # --- JSON -> record --------------------------------------------------------------------------
 
 
-def decode_record(value: bytes, egress: EgressPolicy | None) -> EndpointRecord:
+def decode_record(
+    value: bytes, egress: EgressPolicy | None, box: SecretBox | None = None
+) -> EndpointRecord:
     """A record of the endpoints topic; ConfigError (field named) when it is not valid."""
     if len(value) > MAX_RECORD_BYTES:
         raise ConfigError(SOURCE, "", f"record of {len(value):,} bytes is over the cap")
@@ -111,20 +114,29 @@ def decode_record(value: bytes, egress: EgressPolicy | None) -> EndpointRecord:
         data = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         raise ConfigError(SOURCE, "", f"not JSON: {exc}") from None
-    return record_from_mapping(data, egress)
+    return record_from_mapping(data, egress, box)
 
 
-def record_from_mapping(data: object, egress: EgressPolicy | None) -> EndpointRecord:
+def record_from_mapping(
+    data: object, egress: EgressPolicy | None, box: SecretBox | None = None
+) -> EndpointRecord:
+    """A record from JSON-like data; sealed secrets (secrets at rest) are opened with `box`."""
     if not isinstance(data, Mapping):
         raise ConfigError(SOURCE, "", f"must be a JSON object, got {type(data).__name__}")
     unknown = [k for k in data if k not in (*ENDPOINT_KEYS, *_RECORD_KEYS)]
     if unknown:
         raise ConfigError(SOURCE, str(unknown[0]), "unknown field")
+    endpoint_id = data.get("id")
     keys, expiries = _secret_entries(data.get("secrets"), data.get("secret"))
+    keys = [_opened(box, endpoint_id, i, key) for i, key in enumerate(keys)]
     settings = {k: v for k, v in data.items() if k in _SETTINGS_KEYS}
-    settings["secrets"] = keys
+    if "secret" in data:  # one secret: errors name the field as it was given
+        settings["secret"] = keys[0]
+    else:
+        settings["secrets"] = keys
     endpoint = endpoint_from_mapping(settings, egress, SOURCE)
-    endpoint = replace(endpoint, secret_expiries=expiries)
+    if any(e is not None for e in expiries):
+        endpoint = replace(endpoint, secret_expiries=expiries)
     return EndpointRecord(
         endpoint=endpoint,
         state=_state(data.get("state", EndpointState.ENABLED.value)),
@@ -166,6 +178,19 @@ def _secret_entries(
     if all(e is not None for e in expiries):
         raise ConfigError(SOURCE, "secrets", "at least one secret must not expire")
     return keys, tuple(expiries)
+
+
+def _opened(box: SecretBox | None, endpoint_id: object, index: int, key: object) -> object:
+    """A sealed secret (`aesgcm:v1:...`) opened to its `whsec_` form; others as they are."""
+    if not isinstance(key, str) or not is_sealed(key):
+        return key
+    field_name = f"secrets[{index}]"
+    if box is None:
+        raise ConfigError(SOURCE, field_name, f"sealed: set {KEYS_ENV} to open it")
+    try:
+        return secret_text(box.open(str(endpoint_id), key).reveal())
+    except SecretBoxError as exc:
+        raise ConfigError(SOURCE, field_name, str(exc)) from None
 
 
 def _state(value: object) -> EndpointState:
@@ -236,15 +261,23 @@ def iso(seconds: float) -> str:
     )
 
 
-def record_to_mapping(record: EndpointRecord, *, reveal_secrets: bool) -> dict[str, object]:
+def record_to_mapping(
+    record: EndpointRecord, *, reveal_secrets: bool, box: SecretBox | None = None
+) -> dict[str, object]:
     """The record as JSON-ready data. With `reveal_secrets` False (API and CLI output) each
-    secret is shown as its last four characters only."""
+    secret is shown as its last four characters only; with a `box` each is sealed."""
     endpoint = record.endpoint
     expiries = endpoint.secret_expiries or (None,) * len(endpoint.secrets)
     secrets_out = []
     for key, expires in zip(endpoint.secrets, expiries, strict=True):
-        text = secret_text(key.reveal() if isinstance(key, Secret) else key)
-        shown = text if reveal_secrets else f"whsec_...{text[-4:]}"
+        plain = key if isinstance(key, Secret) else Secret(key)
+        text = secret_text(plain.reveal())
+        if not reveal_secrets:
+            shown = f"whsec_...{text[-4:]}"
+        elif box is not None:
+            shown = box.seal(endpoint.id, plain)
+        else:
+            shown = text
         secrets_out.append(
             {"secret": shown, "expires_at": None if expires is None else iso(expires)}
         )
@@ -278,6 +311,7 @@ def record_to_mapping(record: EndpointRecord, *, reveal_secrets: bool) -> dict[s
     return out
 
 
-def encode_record(record: EndpointRecord) -> bytes:
-    """The topic's value for `record` (secrets in full: the topic is the store)."""
-    return orjson.dumps(record_to_mapping(record, reveal_secrets=True))
+def encode_record(record: EndpointRecord, box: SecretBox | None = None) -> bytes:
+    """The topic's value for `record`: secrets in full (the topic is the store), sealed
+    with AES-GCM when a `box` (DISPATCHER_SECRET_KEYS) is given."""
+    return orjson.dumps(record_to_mapping(record, reveal_secrets=True, box=box))

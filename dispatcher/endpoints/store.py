@@ -7,6 +7,7 @@ record (idempotent producer, acks=all), with its offset.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from dispatcher.endpoints.record import EndpointRecord, encode_record
 from dispatcher.errors import KafkaUnavailableError
 from dispatcher.kafka.clients import admin_config, consumer_config, producer_config
 from dispatcher.model import Endpoint, KafkaSettings
+from dispatcher.secret_box import SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +39,12 @@ class EndpointStore:
         config["linger.ms"] = 0
         self._producer = Producer(config)
         self._lock = threading.Lock()  # one write at a time: flush waits for all
+        # Secrets at rest: sealed with AES-GCM when DISPATCHER_SECRET_KEYS is set.
+        self._box = SecretBox.from_env(os.environ)
 
     def write(self, record: EndpointRecord) -> int:
         """Put `record`; its offset once the broker acknowledged it."""
-        return self._produce(record.id, encode_record(record))
+        return self._produce(record.id, encode_record(record, self._box))
 
     def delete(self, endpoint_id: str) -> int:
         """A tombstone for `endpoint_id`; its offset once acknowledged."""
@@ -115,7 +119,7 @@ def read_all(
     """The whole endpoints topic up to its end offsets now (CLI); None without the topic."""
     consumer = reader_consumer(kafka)
     try:
-        builder = CatalogBuilder(egress, seeds)
+        builder = CatalogBuilder(egress, seeds, SecretBox.from_env(os.environ))
         partitions = topic_partitions(consumer, kafka.endpoints_topic, timeout_s)
         if partitions is None:
             return None
