@@ -60,7 +60,7 @@ kafka-down:
 	@if [ -x $(PY) ]; then $(PY) -m dispatcher.local_kafka down; fi
 
 test: kafka-jars bench-deps prometheus-deps  # the bench smoke test drives nginx and wrk
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 3
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit

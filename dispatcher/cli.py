@@ -3,7 +3,8 @@
 dispatcher run --config FILE [--workers N] [--progress S]
 dispatcher topics --config FILE [--source-partitions N] [--timeout S]
 dispatcher produce --config FILE [--count N --types a,b --rate R --keys K | --file F] [--timeout S]
-dispatcher replay --config FILE ...   (not built yet)
+dispatcher dlq list|show --config FILE ...      dead letters, read without the schema files
+dispatcher replay --config FILE [--endpoint ID] [--since T] [--until T] [--from-source] ...
 dispatcher status --config FILE [--once] [--interval S] [--json] [--timeout S]
 
 Exit codes: 0 done, 1 failed (Kafka unreachable, topics that differ, ...), 2 bad config.

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -9,6 +11,25 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from tests.kafka_fixture import session_broker
+
+
+_BROKER_ENV = "KAFKA_BOOTSTRAP_SERVERS"
+_session_broker = contextlib.ExitStack()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With `-n N` (pytest-xdist) the controller starts the one broker every worker process
+    uses (they inherit the environment), instead of one broker per worker."""
+    if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
+        return
+    if os.environ.get(_BROKER_ENV):
+        return
+    os.environ[_BROKER_ENV] = _session_broker.enter_context(session_broker())
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):
+        _session_broker.close()  # stops the broker it started, if any
 
 
 @pytest.fixture(scope="session")
