@@ -8,6 +8,7 @@ so while the deliveries topic differs from the config no tier is created.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -100,8 +101,30 @@ def ensure_topics(
         missing = [item for item in missing if item not in held]
         why = f"retry tiers must have {kafka.deliveries_topic}'s partition count; fix that first"
         states += [TopicState(name, "skipped", why) for name, _ in held]
-    states += _create(admin, kafka, missing, timeout_s)
+    created = _create(admin, kafka, missing, timeout_s)
+    _await_leaders(admin, [s.name for s in created if s.state == "created"], timeout_s)
+    states += created
     return sorted(states, key=lambda s: s.name)
+
+
+def _await_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:
+    """Wait until every new topic is in the metadata with a leader for each partition: a
+    produce or a watermark query right after creation otherwise sees "unknown topic" or
+    "not leader" for a moment. Bounded by `timeout_s`; no error if it runs out."""
+    deadline = time.monotonic() + timeout_s
+    waiting = set(names)
+    while waiting and time.monotonic() < deadline:
+        try:
+            metadata = admin.list_topics(timeout=max(0.1, deadline - time.monotonic()))
+        except KafkaException:
+            return  # the broker went away: the caller's next call says so
+        for name in list(waiting):
+            topic = metadata.topics.get(name)
+            if topic is not None and topic.error is None and topic.partitions:
+                if all(p.leader >= 0 for p in topic.partitions.values()):
+                    waiting.discard(name)
+        if waiting:
+            time.sleep(0.05)  # metadata propagation has no event to wait on
 
 
 def _compared(
