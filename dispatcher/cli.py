@@ -3,7 +3,9 @@
 dispatcher run --config FILE [--workers N] [--progress S]
 dispatcher topics --config FILE [--source-partitions N] [--timeout S]
 dispatcher produce --config FILE [--count N --types a,b --rate R --keys K | --file F] [--timeout S]
-dispatcher replay --config FILE ...   (not built yet)
+dispatcher replay --config FILE ...
+dispatcher endpoints list|get|put|delete|pause|resume|enable|disable|rotate-secret|import ...
+dispatcher admin --config FILE [--listen HOST:PORT]   (the management API alone)
 
 Exit codes: 0 done, 1 failed (Kafka unreachable, topics that differ, ...), 2 bad config.
 With no bootstrap_servers in the file nor KAFKA_BOOTSTRAP_SERVERS, the local broker of
@@ -84,6 +86,10 @@ def cmd_topics(args: argparse.Namespace) -> int:
     states = ensure_topics(settings.kafka, topics, args.timeout, not_compared=sources)
     for state in states:
         print(state.line())
+    from dispatcher.endpoints.cli import import_after_topics
+
+    endpoints = next((s.state for s in states if s.name == settings.kafka.endpoints_topic), None)
+    import_after_topics(settings, endpoints)
     unusable = [s.name for s in states if s.state in ("differs", "skipped")]
     if unusable:
         print(
@@ -192,6 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
     from dispatcher.dead_letters_cli import add_commands
 
     add_commands(sub, common, _config_arg)  # dlq list|show, replay
+    from dispatcher.endpoints.cli import add_commands as add_endpoints_commands
+
+    add_endpoints_commands(sub, common, _config_arg, _settings)  # endpoints list|get|put|...
+    from dispatcher.admin.command import add_command as add_admin_command
+
+    add_admin_command(sub, common, _config_arg, _settings)  # admin (the management API)
     return parser
 
 
