@@ -562,3 +562,62 @@ async def test_replay_moves_the_endpoints_dead_letters_back(api: Api) -> None:
     assert (status, data["matched"], data["moved"], data["failed"]) == (200, 1, 1, [])
     after = await asyncio.to_thread(api.end_offsets)
     assert after[kafka.deliveries_topic] == ends[kafka.deliveries_topic] + 1
+
+
+# --- before the catalog is there -----------------------------------------------------------
+
+
+async def serve_briefly(api: Api, catalog: Catalog) -> tuple[web.AppRunner, str]:
+    """A second app over `catalog` (no Kafka is reached: nothing gets that far)."""
+    from dispatcher.admin import build_app
+    from dispatcher.admin.service import EndpointService
+
+    egress = await egress_policy(api.settings)
+    app = build_app(EndpointService(api.settings, catalog, egress), TOKENS)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, bound_url(runner)
+
+
+async def test_before_the_catalog_caught_up_the_api_answers_503(api: Api) -> None:
+    runner, url = await serve_briefly(api, Catalog(static_snapshot(()), live=True))
+    other = Api(url, api.http, api.settings, api.catalog, runner.app)
+    try:
+        for method, path, body in (
+            ("GET", "/v1/endpoints", None),
+            ("GET", "/v1/endpoints/x", None),
+            ("POST", "/v1/endpoints", body_for("x")),
+            ("POST", "/v1/endpoints/x/pause", {}),
+        ):
+            status, data, headers = await other.call(method, path, body)
+            assert status == 503, (method, path, data)
+            assert "catalog is still reading" in data["error"]["problem"]
+            assert headers["Retry-After"] == "1"
+    finally:
+        await runner.cleanup()
+
+
+async def test_without_an_endpoints_topic_reads_work_and_writes_say_to_create_it(
+    api: Api,
+) -> None:
+    from dispatcher.endpoints.follower import static_catalog
+
+    endpoint = parse_settings(
+        {
+            "kafka": {"bootstrap_servers": "127.0.0.1:1", "source_topics": ["s"]},
+            "security": {"allow_networks": ["127.0.0.0/8"]},
+            "endpoints": [body_for("from-file") | {"secret": new_secret()}],
+        }
+    ).endpoints
+    runner, url = await serve_briefly(api, static_catalog(endpoint))
+    other = Api(url, api.http, api.settings, api.catalog, runner.app)
+    try:
+        status, data, _ = await other.call("GET", "/v1/endpoints")
+        assert status == 200
+        assert [e["id"] for e in data["endpoints"]] == ["from-file"]
+        status, data, _ = await other.call("POST", "/v1/endpoints/from-file/pause", {})
+        assert status == 503
+        assert "create it with `dispatcher topics`" in data["error"]["problem"]
+    finally:
+        await runner.cleanup()

@@ -56,8 +56,8 @@ def _error_middleware() -> Middleware:
             response = error_response(503, "", str(exc))
             response.headers["Retry-After"] = "1"
             return response
-        except DispatcherError as exc:
-            return error_response(400, "", str(exc))
+        except DispatcherError as exc:  # e.g. a topic the replay reads is missing
+            return error_response(503, "", str(exc))
         except Exception:
             log.exception("admin API: %s %s failed", request.method, request.path)
             return error_response(500, "", "internal error (logged by the server)")

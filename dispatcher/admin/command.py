@@ -120,8 +120,9 @@ async def serve_admin(settings: Settings, listen: tuple[str, int]) -> int:
         await asyncio.wait([ready, stopped], return_when=asyncio.FIRST_COMPLETED)
         if catalog.ready.is_set():
             count = len(catalog.snapshot)
+            noun = "endpoint" if count == 1 else "endpoints"
             print(
-                f"dispatcher admin: catalog caught up ({count} endpoints)",
+                f"dispatcher admin: catalog caught up ({count} {noun})",
                 file=sys.stderr,
                 flush=True,
             )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
 
 import orjson
 from aiohttp import web
@@ -20,6 +19,7 @@ from dispatcher.dlq import DeadLetterFilter, UsageError, parse_time
 from dispatcher.endpoints.listing import first_secret, parse_state, select_records
 from dispatcher.endpoints.operations import (
     STATE_ACTIONS,
+    OperationError,
     change_state,
     check_overlap,
     patch,
@@ -92,8 +92,8 @@ def _json(
     response = web.json_response(data, status=status, dumps=lambda d: orjson.dumps(d).decode())
     snapshot = service.catalog.snapshot
     positions = snapshot.positions
-    if list(positions) == [0]:
-        response.headers[CATALOG_OFFSET] = str(positions[0])
+    if len(positions) <= 1:  # the endpoints topic has one partition
+        response.headers[CATALOG_OFFSET] = str(positions.get(0, 0))
     else:
         response.headers[CATALOG_OFFSET] = ",".join(f"{p}:{o}" for p, o in positions.items())
     response.headers[CATALOG_VERSION] = str(snapshot.version)
@@ -164,7 +164,11 @@ async def _put(
     *,
     create_only: bool,
 ) -> web.Response:
-    decide = partial(_decide_put, endpoint_id, body, service, request[WHO], create_only=create_only)
+    who = request[WHO]
+
+    def decide(current: EndpointRecord | None, now: float) -> EndpointRecord:
+        return put(current, endpoint_id, body, service.egress, now, who, create_only=create_only)
+
     done = await service.write(endpoint_id, decide)
     generated = done.previous is None and "secret" not in body and "secrets" not in body
     secret = first_secret(done.record) if generated else None
@@ -173,19 +177,6 @@ async def _put(
     if status == 201:
         response.headers["Location"] = f"/v1/endpoints/{endpoint_id}"
     return response
-
-
-def _decide_put(
-    endpoint_id: str,
-    body: dict[str, object],
-    service: EndpointService,
-    who: str,
-    current: EndpointRecord | None,
-    now: float,
-    *,
-    create_only: bool,
-) -> EndpointRecord:
-    return put(current, endpoint_id, body, service.egress, now, who, create_only=create_only)
 
 
 async def get_endpoint(request: web.Request) -> web.Response:
@@ -197,9 +188,7 @@ async def get_endpoint(request: web.Request) -> web.Response:
     return _json(service, _shown(record))
 
 
-def _not_found(endpoint_id: str) -> Exception:
-    from dispatcher.endpoints.operations import OperationError
-
+def _not_found(endpoint_id: str) -> OperationError:
     return OperationError("not_found", f"no endpoint {endpoint_id!r}")
 
 

@@ -118,8 +118,8 @@ class EndpointService:
             )
         event_id = new_probe_event_id()
         delivery = probe_delivery(endpoint_id, event_id, self._clock())
-        if self._probes is None:
-            self._probes = await asyncio.to_thread(DeliveryProducer, self.settings.kafka)
+        if self._probes is None:  # made here, not in a thread: no await between test and set
+            self._probes = DeliveryProducer(self.settings.kafka)
         written = await asyncio.to_thread(self._probes.send, delivery)
         return event_id, written
 

@@ -232,7 +232,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
     else:
         for line in table(records):
             print(line)
-    print(f"{len(records)} endpoints", file=sys.stderr)
+    print(f"{len(records)} endpoint{'' if len(records) == 1 else 's'}", file=sys.stderr)
     return 0
 
 
