@@ -192,6 +192,8 @@ def test_bad_input_exits_2_with_one_line_naming_the_field_and_writes_nothing(
         (("put", "x", "--url", "http://127.0.0.1:9/", "--event-type", "a*b"), "event_types[0]: "),
         (("put", "x", *good, "--max-in-flight", "0"), "put: max_in_flight: "),
         (("put", "x", *good, "--ordering", "fifo"), "put: ordering: "),
+        (("put", "x", *good, "--max-in-flight", "many"), "put: max_in_flight: "),
+        (("put", "x", *good, "--rate-limit", "fast"), "put: rate_limit_per_s: "),
         (("put", "x", *good, "--secret", "nope"), "put: secrets[0]: "),
         (("put", "x", *good, "--rate-limit", "-1"), "put: rate_limit_per_s: "),
         (("put", "bad id", *good), "put: id: "),
@@ -212,6 +214,22 @@ def test_bad_input_exits_2_with_one_line_naming_the_field_and_writes_nothing(
         assert lines[0].startswith(f"dispatcher endpoints {args[0]}: "), (args, err)
         assert expected in lines[0], (args, err)
     assert endpoints_end(settings) == ends
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        (["endpoints"], "the topic wins per id"),
+        (["endpoints", "put"], "Create the endpoint, or replace it whole"),
+        (["endpoints", "rotate-secret"], "--overlap"),
+        (["admin"], "bearer token"),
+    ],
+)
+def test_help_explains(capsys: pytest.CaptureFixture[str], command: list[str], says: str) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main([*command, "--help"])
+    assert done.value.code == 0
+    assert says in " ".join(capsys.readouterr().out.split())
 
 
 def test_without_the_endpoints_topic_it_says_to_run_topics(

@@ -96,8 +96,11 @@ def add_commands(
         help="a subscription: 'order.created', 'order.*' or '*' (repeat for more)",
     )
     put.add_argument("--secret", action="append", metavar="S", help="whsec_... (repeat: all sign)")
-    put.add_argument("--max-in-flight", type=int, metavar="N", help="requests at once (8)")
-    put.add_argument("--rate-limit", type=float, metavar="R", help="requests per second at most")
+    # Numbers are parsed here but checked by the config's own code, which names the field.
+    put.add_argument("--max-in-flight", type=_int_or_text, metavar="N", help="at once (8)")
+    put.add_argument(
+        "--rate-limit", type=_float_or_text, metavar="R", help="requests per second at most"
+    )
     put.add_argument("--ordering", help="none (default) | key | endpoint")
     put.add_argument("--description", metavar="TEXT")
     put.add_argument("--file", metavar="BODY.json", help="a JSON body; the options override it")
@@ -142,6 +145,20 @@ def add_commands(
     imports.add_argument(
         "--replace", action="store_true", help="also overwrite the topic's differing endpoints"
     )
+
+
+def _int_or_text(text: str) -> int | str:
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _float_or_text(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _json_arg(parser: argparse.ArgumentParser) -> None:
