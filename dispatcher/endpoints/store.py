@@ -109,7 +109,9 @@ def topic_partitions(
         if found is not None and found.error is None and _leaders_known(found.partitions):
             return sorted(found.partitions)
         if time.monotonic() >= deadline:
-            return None
+            if unknown:
+                return None
+            raise KafkaUnavailableError(f"{topic}: no partition leader within {timeout_s:g} s")
         time.sleep(_NOT_READY_RETRY_S)
 
 
