@@ -161,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     topics = sub.add_parser(
         "topics", parents=[common], help="create the deliveries, retry, DLQ and outcomes topics"
     )
+    topics.description = (
+        "Create the dispatcher's topics (idempotent; existing ones are compared with the"
+        " config), then copy the config's [[endpoints]] that <prefix>.endpoints does not"
+        " hold into it (never overwriting: `dispatcher endpoints import --replace` does)."
+    )
     _config_arg(topics)
     topics.add_argument(
         "--source-partitions",
