@@ -5,6 +5,8 @@ dispatcher topics --config FILE [--source-partitions N] [--timeout S]
 dispatcher produce --config FILE [--count N --types a,b --rate R --keys K | --file F] [--timeout S]
 dispatcher dlq list|show --config FILE ...      dead letters, read without the schema files
 dispatcher replay --config FILE [--endpoint ID] [--since T] [--until T] [--from-source] ...
+dispatcher endpoints list|get|put|delete|pause|resume|enable|disable|rotate-secret|import ...
+dispatcher admin --config FILE [--listen HOST:PORT]   (the management API alone)
 dispatcher status --config FILE [--once] [--interval S] [--json] [--timeout S]
 
 Exit codes: 0 done, 1 failed (Kafka unreachable, topics that differ, ...), 2 bad config.
@@ -89,6 +91,10 @@ def cmd_topics(args: argparse.Namespace) -> int:
     states = ensure_topics(settings.kafka, topics, args.timeout, not_compared=sources)
     for state in states:
         print(state.line())
+    from dispatcher.endpoints.cli import import_after_topics
+
+    endpoints = next((s.state for s in states if s.name == settings.kafka.endpoints_topic), None)
+    import_after_topics(settings, endpoints)
     unusable = [s.name for s in states if s.state in ("differs", "skipped")]
     if unusable:
         print(
@@ -183,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     topics = sub.add_parser(
         "topics", parents=[common], help="create the deliveries, retry, DLQ and outcomes topics"
     )
+    topics.description = (
+        "Create the dispatcher's topics (idempotent; existing ones are compared with the"
+        " config), then copy the config's [[endpoints]] that <prefix>.endpoints does not"
+        " hold into it (never overwriting: `dispatcher endpoints import --replace` does)."
+    )
     _config_arg(topics)
     topics.add_argument(
         "--source-partitions",
@@ -244,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     from dispatcher.dead_letters_cli import add_commands
 
     add_commands(sub, common, _config_arg)  # dlq list|show, replay
+    from dispatcher.endpoints.cli import add_commands as add_endpoints_commands
+
+    add_endpoints_commands(sub, common, _config_arg, _settings)  # endpoints list|get|put|...
+    from dispatcher.admin.command import add_command as add_admin_command
+
+    add_admin_command(sub, common, _config_arg, _settings)  # admin (the management API)
     return parser
 
 

@@ -32,6 +32,7 @@ from dispatcher.kafka.clients import client_property_problem
 from dispatcher.kafka.security_files import check_tls_files
 from dispatcher.metrics import DEFAULT_TOP_ENDPOINTS, MetricsListen
 from dispatcher.model import (
+    AdminSettings,
     DeliverySettings,
     Endpoint,
     EnvelopeFormat,
@@ -52,7 +53,7 @@ from dispatcher.tls import TlsFileError, context_for
 
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 
-_TOP_KEYS = ("kafka", "delivery", "endpoints", "metrics", "security", "log")
+_TOP_KEYS = ("kafka", "delivery", "endpoints", "metrics", "security", "log", "admin")
 _KAFKA_KEYS = (
     *("bootstrap_servers", "group_id", "source_topics", "topic_prefix", "source_format"),
     *("avro_schema", "avro_schemas", "deliveries_partitions", "replication_factor", "client"),
@@ -157,7 +158,8 @@ def parse_settings(
     root = _Table(source, "", data, _TOP_KEYS)
     kafka = root.table("kafka", _KAFKA_KEYS, required=True)
     metrics = root.table("metrics", _METRICS_KEYS)
-    kafka_settings = _kafka(kafka, os.environ if environ is None else environ)
+    env = os.environ if environ is None else environ
+    kafka_settings = _kafka(kafka, env)
     security = _security(root.table("security", _SECURITY_KEYS))
     # Transitional: literal endpoint addresses are judged only in files that have a
     # [security] section, so configs written before the guard keep loading; the sender's
@@ -176,6 +178,7 @@ def parse_settings(
         source_file=source,
         security=security,
         log=_log(root.table("log", _LOG_KEYS)),
+        admin=_admin(root.table("admin", _ADMIN_KEYS), env),
     )
 
 
@@ -363,6 +366,41 @@ def _metrics(table: _Table) -> MetricsListen:
             "listen", f"must be 'host:port' like '127.0.0.1:9108', got {_show(listen)}"
         )
     return MetricsListen(port=int(port), host=host, top_endpoints=top)
+
+
+_ADMIN_KEYS = ("listen", "token_env")
+_ADMIN = AdminSettings()
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+MIN_ADMIN_TOKEN_CHARS = 16
+
+
+def _admin(table: _Table, environ: Mapping[str, str]) -> AdminSettings:
+    """`[admin]`: where the management API listens; its tokens come from the environment
+    (read here, checked when the API starts: commands without the API do not need them)."""
+    listen = None
+    if table.has("listen"):
+        text = table.string("listen", None)
+        host, _, port = text.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not port.isdigit() or int(port) > 65535:
+            raise table.error(
+                "listen", f"must be 'host:port' like '127.0.0.1:8081', got {_show(text)}"
+            )
+        listen = (host, int(port))
+    token_env = table.string(
+        "token_env", _ADMIN.token_env, _ENV_NAME, "an environment variable name"
+    )
+    tokens = None
+    if environ.get(token_env):
+        tokens = tuple(t.strip() for t in environ[token_env].split(",") if t.strip())
+        if any(len(token) < MIN_ADMIN_TOKEN_CHARS for token in tokens):
+            # The tokens are never quoted: they are credentials.
+            raise table.error(
+                "token_env",
+                f"every token in ${token_env} must have at least {MIN_ADMIN_TOKEN_CHARS}"
+                " characters",
+            )
+    return AdminSettings(listen=listen, token_env=token_env, tokens=tokens or None)
 
 
 def _delivery(table: _Table) -> DeliverySettings:

@@ -212,6 +212,17 @@ class LogSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminSettings:
+    """The `[admin]` section: the management API (dispatcher.admin). Its bearer tokens come
+    from the environment variable `token_env` (comma-separated), never from the file."""
+
+    listen: tuple[str, int] | None = None  # None: no API (`dispatcher admin` needs one)
+    token_env: str = "DISPATCHER_ADMIN_TOKENS"
+    # Read from `token_env` when the config was loaded; None: the variable was not set.
+    tokens: tuple[str, ...] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     kafka: KafkaSettings
     delivery: DeliverySettings
@@ -220,6 +231,7 @@ class Settings:
     source_file: str = "<memory>"
     security: SecuritySettings = field(default_factory=SecuritySettings)
     log: LogSettings = field(default_factory=LogSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import uvloop
 
+from dispatcher.errors import ConfigError
 from dispatcher.health import HealthState
 from dispatcher.kafka.clients import KafkaErrorReporter, process_reporter
 from dispatcher.metrics import serve_metrics
@@ -77,6 +78,20 @@ async def serve(settings: Settings, progress_every_s: float = 0.0, worker_index:
         worker.partition_offsets,
         worker.paused_partitions,
     )
+    admin = None
+    if settings.admin.listen is not None:
+        from dispatcher.admin.app import start_admin
+
+        host, port = settings.admin.listen
+        try:  # reads come from this worker's catalog; one port per worker, like metrics
+            admin = await start_admin(
+                settings, worker.catalog, listen=(host, port + worker_index if port else 0)
+            )
+        except ConfigError as exc:
+            print(f"dispatcher: error: {exc}", file=sys.stderr)
+            if metrics_server is not None:
+                metrics_server.close()
+            return 2
     heartbeat = asyncio.create_task(health.run_heartbeat())
     log.info(
         "worker %d started: %d endpoints, sources %s, metrics %s",
@@ -96,6 +111,8 @@ async def serve(settings: Settings, progress_every_s: float = 0.0, worker_index:
         return 1
     finally:
         heartbeat.cancel()
+        if admin is not None:
+            await admin.cleanup()
         if metrics_server is not None:
             metrics_server.close()
         if reporter is not None:

@@ -12,7 +12,6 @@ from confluent_kafka.cimpl import NewTopic
 
 from tests.kafka_fixture import session_broker
 
-
 _BROKER_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 _session_broker = contextlib.ExitStack()
 

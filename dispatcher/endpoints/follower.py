@@ -137,7 +137,7 @@ class CatalogFollower:
             consumer.close()
 
     def _follow(self, consumer: Consumer) -> None:
-        partitions = topic_partitions(consumer, self._topic, CATCH_UP_TIMEOUT_S)
+        partitions = topic_partitions(consumer, self._topic, CATCH_UP_TIMEOUT_S, must_exist=True)
         if partitions is None:
             raise KafkaUnavailableError(f"the endpoints topic {self._topic} disappeared")
         started = self._clock()

@@ -8,11 +8,14 @@ ConfigError naming the field (`OperationError` for a conflict or a missing endpo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import replace
 
 from dispatcher.egress import EgressPolicy
 from dispatcher.endpoints.record import (
+    MAX_DESCRIPTION_CHARS,
+    MAX_METADATA_CHARS,
     SOURCE,
     EndpointRecord,
     EndpointState,
@@ -36,8 +39,9 @@ _WRITABLE = (
 class OperationError(DispatcherError):
     """An operation that cannot apply: `kind` is "not_found" or "conflict"."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, field: str = "id") -> None:
         self.kind = kind
+        self.field = field  # what the API names in its error body
         super().__init__(message)
 
 
@@ -199,3 +203,49 @@ def _next(
     if state_given and (current is None or record.state is not current.state):
         record = replace(record, state_reason=None, state_changed_by=by, state_changed_at=now)
     return record
+
+
+# --- state actions (API routes and CLI commands of the same names) ---------------------------
+
+STATE_ACTIONS = {
+    "pause": EndpointState.PAUSED,
+    "resume": EndpointState.ENABLED,
+    "enable": EndpointState.ENABLED,
+    "disable": EndpointState.DISABLED,
+}
+
+
+def change_state(
+    current: EndpointRecord | None,
+    endpoint_id: str,
+    action: str,
+    reason: str | None,
+    now: float,
+    by: str,
+) -> EndpointRecord:
+    """`set_state` for an action of STATE_ACTIONS. Pause and resume are for an endpoint in
+    service: a disabled one is turned back on with `enable` only (a conflict otherwise), so
+    a resume never revives an endpoint that someone or a 410 disabled."""
+    existing = _existing(current, endpoint_id)
+    state = STATE_ACTIONS[action]
+    if action in ("pause", "resume") and existing.state is EndpointState.DISABLED:
+        raise OperationError(
+            "conflict",
+            f"endpoint {endpoint_id!r} is disabled: enable it instead of {action}",
+            "state",
+        )
+    if reason is not None and len(reason) > MAX_DESCRIPTION_CHARS:
+        problem = f"at most {MAX_DESCRIPTION_CHARS} characters, got {len(reason)}"
+        raise ConfigError(SOURCE, "reason", problem)
+    if len(by) > MAX_METADATA_CHARS:
+        by = by[:MAX_METADATA_CHARS]
+    return set_state(existing, endpoint_id, state, reason, now, by)
+
+
+def check_overlap(overlap_s: object) -> float:
+    """A rotation's overlap in seconds: a finite number >= 0."""
+    if isinstance(overlap_s, bool) or not isinstance(overlap_s, int | float):
+        raise ConfigError(SOURCE, "overlap_s", "must be a number of seconds")
+    if not math.isfinite(overlap_s) or overlap_s < 0:
+        raise ConfigError(SOURCE, "overlap_s", f"must be a finite number >= 0, got {overlap_s}")
+    return float(overlap_s)

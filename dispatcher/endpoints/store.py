@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._metadata import PartitionMetadata  # admin has it, but no __all__
 
 from dispatcher.egress import EgressPolicy
 from dispatcher.endpoints.catalog import CatalogBuilder, Rejected, Snapshot
@@ -44,17 +45,25 @@ class EndpointStore:
 
     def write(self, record: EndpointRecord) -> int:
         """Put `record`; its offset once the broker acknowledged it."""
-        return self._produce(record.id, encode_record(record, self._box))
+        return self._produce(record.id, encode_record(record, self._box))[1]
 
     def delete(self, endpoint_id: str) -> int:
         """A tombstone for `endpoint_id`; its offset once acknowledged."""
+        return self._produce(endpoint_id, None)[1]
+
+    def write_at(self, record: EndpointRecord) -> tuple[int, int]:
+        """`write`, returning (partition, offset): the API compares it with the catalog's."""
+        return self._produce(record.id, encode_record(record, self._box))
+
+    def delete_at(self, endpoint_id: str) -> tuple[int, int]:
+        """`delete`, returning (partition, offset)."""
         return self._produce(endpoint_id, None)
 
-    def _produce(self, endpoint_id: str, value: bytes | None) -> int:
-        acked: list[tuple[KafkaError | None, int]] = []
+    def _produce(self, endpoint_id: str, value: bytes | None) -> tuple[int, int]:
+        acked: list[tuple[KafkaError | None, int, int]] = []
 
         def on_delivery(error: KafkaError | None, message: Message) -> None:
-            acked.append((error, message.offset() or 0))
+            acked.append((error, message.partition() or 0, message.offset() or 0))
 
         with self._lock:
             try:
@@ -69,10 +78,10 @@ class EndpointStore:
                 f"writing endpoint {endpoint_id!r}: no acknowledgement from "
                 f"{self._bootstrap} within {self._timeout_s:g} s"
             )
-        error, offset = acked[0]
+        error, partition, offset = acked[0]
         if error is not None:
             raise KafkaUnavailableError(f"writing endpoint {endpoint_id!r}: {error.str()}")
-        return offset
+        return partition, offset
 
     def close(self) -> None:
         self._producer.flush(self._timeout_s)
@@ -84,16 +93,40 @@ class CatalogRead:
     rejected: tuple[Rejected, ...]
 
 
-def topic_partitions(consumer: Consumer, topic: str, timeout_s: float) -> list[int] | None:
-    """The topic's partitions, or None when it does not exist."""
-    try:
-        metadata = consumer.list_topics(topic, timeout=timeout_s)
-    except KafkaException as exc:
-        raise KafkaUnavailableError(f"reading metadata of {topic}: {exc}") from exc
-    found = metadata.topics.get(topic)
-    if found is None or found.error is not None:
-        return None
-    return sorted(found.partitions)
+def topic_partitions(
+    consumer: Consumer, topic: str, timeout_s: float, must_exist: bool = False
+) -> list[int] | None:
+    """The topic's partitions, or None when it does not exist. A topic created a moment ago
+    may show no leader, or (`must_exist`: we know it was created) not be known yet: asked
+    again until `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            metadata = consumer.list_topics(topic, timeout=timeout_s)
+        except KafkaException as exc:
+            raise KafkaUnavailableError(f"reading metadata of {topic}: {exc}") from exc
+        found = metadata.topics.get(topic)
+        unknown = found is None or (
+            found.error is not None and found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+        )
+        if unknown and not must_exist:
+            return None
+        if found is not None and found.error is None and _leaders_known(found.partitions):
+            return sorted(found.partitions)
+        if time.monotonic() >= deadline:
+            if unknown:
+                return None
+            raise KafkaUnavailableError(f"{topic}: no partition leader within {timeout_s:g} s")
+        time.sleep(_NOT_READY_RETRY_S)
+
+
+_NOT_READY_RETRY_S = 0.1
+# What a topic created a moment ago answers until its partition leaders are known.
+_NOT_READY_CODES = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE})
+
+
+def _leaders_known(partitions: dict[int, PartitionMetadata]) -> bool:
+    return bool(partitions) and all(p.error is None and p.leader >= 0 for p in partitions.values())
 
 
 def reader_consumer(kafka: KafkaSettings) -> Consumer:
@@ -132,14 +165,20 @@ def read_all(
 def end_offsets(
     consumer: Consumer, topic: str, partitions: list[int], timeout_s: float
 ) -> dict[int, int]:
+    deadline = time.monotonic() + timeout_s
     ends: dict[int, int] = {}
     for partition in partitions:
-        try:
-            _low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=timeout_s, cached=False
-            )
-        except KafkaException as exc:
-            raise KafkaUnavailableError(f"reading the end of {topic}: {exc}") from exc
+        while True:
+            try:
+                _low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=timeout_s, cached=False
+                )
+                break
+            except KafkaException as exc:
+                not_ready = exc.args[0].code() in _NOT_READY_CODES
+                if not not_ready or time.monotonic() >= deadline:
+                    raise KafkaUnavailableError(f"reading the end of {topic}: {exc}") from exc
+                time.sleep(_NOT_READY_RETRY_S)  # a new topic's leader is not known yet
         ends[partition] = high
     return ends
 

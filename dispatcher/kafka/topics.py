@@ -120,9 +120,9 @@ def _await_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> No
             return  # the broker went away: the caller's next call says so
         for name in list(waiting):
             topic = metadata.topics.get(name)
-            if topic is not None and topic.error is None and topic.partitions:
-                if all(p.leader >= 0 for p in topic.partitions.values()):
-                    waiting.discard(name)
+            ready = topic is not None and topic.error is None and bool(topic.partitions)
+            if ready and all(p.leader >= 0 for p in topic.partitions.values()):  # type: ignore[union-attr]
+                waiting.discard(name)
         if waiting:
             time.sleep(0.05)  # metadata propagation has no event to wait on
 
