@@ -21,6 +21,13 @@ class Ordering(enum.Enum):
     ENDPOINT = "endpoint"  # one at a time for the whole endpoint (FIFO)
 
 
+class Concurrency(enum.Enum):
+    """How many of `max_in_flight` an endpoint's lane uses (dispatcher.adaptive)."""
+
+    FIXED = "fixed"  # always up to max_in_flight
+    ADAPTIVE = "adaptive"  # follows latency and throttling answers, 1..max_in_flight
+
+
 class EnvelopeFormat(enum.Enum):
     JSON = "json"
     AVRO = "avro"  # schemaless binary, one schema file
@@ -37,7 +44,11 @@ class Endpoint:
     event_types: tuple[str, ...]
     max_in_flight: int = 8
     rate_limit_per_s: float | None = None  # None: no rate limit
+    # Requests the rate limit lets through at once after an idle spell; None: one second's
+    # worth (at least 1). Any 1 s window holds at most rate + burst requests.
+    burst: float | None = None
     ordering: Ordering = Ordering.NONE
+    concurrency: Concurrency = Concurrency.FIXED
     # TLS (dispatcher.tls): trust only this CA for the endpoint; a client certificate for
     # mutual TLS (the key file may be left out when the key is in the certificate's PEM).
     ca_file: str | None = None
