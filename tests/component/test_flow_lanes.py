@@ -7,6 +7,7 @@ the test gave it; runners waiting for a token poll it every millisecond of real 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from dispatcher.model import Concurrency, DeliverySettings, Endpoint, KafkaSettings
 from dispatcher.pipeline.dead_letters import DeadLetterWriter
@@ -45,14 +46,17 @@ def lane_for(
     supervisor = Supervisor(asyncio.get_running_loop())
     writer = DeadLetterWriter(producer, KAFKA.dlq_topic, stats, producer.max_record_bytes)
     ctx = LaneContext(
-        sender, producer, writer, KAFKA, DeliverySettings(), stats, supervisor, **_clock(clock)
+        sender,
+        producer,
+        writer,
+        KAFKA,
+        DeliverySettings(),
+        stats,
+        supervisor,
+        clock or time.monotonic,
     )
     slots = slots_by_endpoint([endpoint], 64)
     return Lane(endpoint, ctx, slots["ep"]), ctx
-
-
-def _clock(clock: FakeClock | None) -> dict[str, FakeClock]:
-    return {} if clock is None else {"clock": clock}
 
 
 def submit(lane: Lane, ctx: LaneContext, part: PartitionState, offsets: range) -> None:
