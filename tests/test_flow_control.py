@@ -14,6 +14,7 @@ import os
 import statistics
 import time
 import zlib
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -204,11 +205,11 @@ async def test_rate_burst_and_max_in_flight_hold_across_a_hand_over(
         producing = asyncio.create_task(publish_paced(first, int(3 * HAND_RATE * 14), 90))
         async with AsyncExitStack() as second_running:
             async with running_worker(first):
-                await receiver.wait_for(lambda: receiver.span("w1", RATE_IDS) >= 2.0, WAIT_S)
-                # A second worker joins and the first leaves: every endpoint moves, while
-                # the cooperative protocol lets the first finish what it has on the wire.
+                await receiver.wait_for(lambda: receiver.span("w1", RATE_IDS) >= 1.5, WAIT_S)
+                # A second worker joins and the first leaves: every endpoint moves (a join
+                # alone moved only source partitions here: the assignor balances counts).
                 await second_running.enter_async_context(running_worker(second))
-            await receiver.wait_for(lambda: receiver.span("w2", RATE_IDS) >= 2.0, WAIT_S)
+            await receiver.wait_for(lambda: receiver.span("w2", RATE_IDS) >= 1.5, WAIT_S)
         await asyncio.wait_for(producing, WAIT_S)
 
     moved = [e for e in RATE_IDS + HELD_IDS if receiver.of(e, "w2")]
@@ -216,13 +217,12 @@ async def test_rate_burst_and_max_in_flight_hold_across_a_hand_over(
     for eid in moved:
         old, new = receiver.of(eid, "w1"), receiver.of(eid, "w2")
         new_start = min(v.start for v in new)
-        before = [v for v in old if v.start < new_start]
-        gap = new_start - max(v.end for v in before)
-        print(f"{eid}: {len(before)} by w1, then {len(new)} by w2 after a gap of {gap:.2f} s")
+        gap = new_start - max(v.end for v in old)
+        print(f"{eid}: {len(old)} by w1, then {len(new)} by w2 after a gap of {gap:.2f} s")
         assert gap > 0  # every request of the old owner ended before the new owner's first
     for eid in RATE_IDS:
         new_times = [v.start for v in receiver.of(eid, "w2")]
-        old_times = [v.start for v in receiver.of(eid, "w1") if v.start < min(new_times)]
+        old_times = [v.start for v in receiver.of(eid, "w1")]
         most = max_in_window([v.start for v in receiver.visits if v.endpoint_id == eid])
         rates = steady_rate(old_times), steady_rate(new_times)
         print(f"{eid}: {rates[0]:.1f}/s then {rates[1]:.1f}/s, most in 1 s {most}")
@@ -239,7 +239,7 @@ async def test_rate_burst_and_max_in_flight_hold_across_a_hand_over(
 # slowed endpoint's backlog fills its partition's share of the buffer, and the partition then
 # pauses for every endpoint on it (see the isolation note in docs/guarantees.md).
 SLOWING = ("adaptive", "fixed-1")
-THROTTLED = ("throttled-adaptive", "throttled-fixed")
+BACKLOG = 2_000
 
 
 def partition_of(key: str, partitions: int = 3) -> int:
@@ -291,25 +291,27 @@ async def test_an_adaptive_endpoint_sends_fewer_requests_at_once_to_a_receiver_t
 async def test_429s_slow_an_adaptive_endpoint_down(
     kafka_bootstrap: str, unique_name: Callable[[str], str]
 ) -> None:
-    adaptive_id, fixed_id = THROTTLED
-    assert partition_of(adaptive_id) != partition_of(fixed_id)
-    async with RecordingReceiver(default=Behaviour(status=429), record_headers=False) as receiver:
-        tables = [
-            endpoint(adaptive_id, receiver.url, ["*"], max_in_flight=8, concurrency="adaptive"),
-            endpoint(fixed_id, receiver.url, ["*"], max_in_flight=8),
-        ]
+    quick = Behaviour(latency_s=0.01)  # 8 at once: about 800/s, the backlog lasts
+    async with RecordingReceiver(default=quick, record_headers=False) as receiver:
+        tables = [endpoint("throttled", receiver.url, ["*"], concurrency="adaptive")]
         settings = build_settings(kafka_bootstrap, unique_name, tables)
         create_all_topics(settings)
-        await publish_paced(settings, 2_000, None)
+        await publish_paced(settings, BACKLOG, None)
         async with running_worker(settings):
-            await receiver.wait_for(lasting(3.0), 30)
+            await receiver.wait_for(lasting(1.0), 30)
+            throttled_at = time.time()
+            receiver.set_behaviour(None, Behaviour(status=429))
+            await receiver.wait_for(lasting(3.0, throttled_at), 30)
 
-    since = receiver.records[0].received_at + 1.0  # after the first second of 429s
-    adaptive = len(in_flight_on_arrival(receiver.records, adaptive_id, since))
-    fixed = len(in_flight_on_arrival(receiver.records, fixed_id, since))
-    print(f"requests in the 2 s after the first second of 429s: adaptive {adaptive}, fixed {fixed}")
-    assert fixed > 0
-    assert adaptive <= 0.1 * fixed
+    records = receiver.records
+    first = records[0].received_at
+    answered = sum(1 for r in records if r.received_at < throttled_at)
+    settled = throttled_at + 1.0  # after the first second of 429s
+    throttled = sum(1 for r in records if settled <= r.received_at < settled + 2.0)
+    before, after = answered / (throttled_at - first), throttled / 2.0
+    print(f"requests/s: {before:.0f} while answered, {after:.1f} once answered 429")
+    assert answered < BACKLOG // 2  # work was left: the rate fell because of the 429s
+    assert after <= 0.02 * before
 
 
 # --- isolation ----------------------------------------------------------------------------
@@ -321,12 +323,19 @@ HEALTHY_LATENCY_S = 0.1
 HEALTHY_IN_FLIGHT = 1
 
 
-def delivered_between(records: Sequence[Received], start: float, end: float) -> int:
-    return sum(
-        1
-        for r in records
-        if r.endpoint_id != "stalled" and start <= r.received_at < end and r.status == 204
-    )
+def every_healthy_lane_answered(times: int) -> Callable[[list[Received]], bool]:
+    def done(records: list[Received]) -> bool:
+        counts = Counter(r.endpoint_id for r in records)
+        return all(counts[eid] >= times for eid in HEALTHY)
+
+    return done
+
+
+def healthy_rate(records: Sequence[Received], start: float, end: float) -> float:
+    """The healthy endpoints' rate in [start, end): each lane's from its first to its last
+    answer in the span (a count per span would move in steps of one request per lane)."""
+    answered = [r for r in records if start <= r.received_at < end and r.status == 204]
+    return sum(steady_rate(times_of(answered, eid)) for eid in HEALTHY)
 
 
 async def test_a_stalled_endpoint_leaves_20_healthy_ones_on_its_partitions_their_rate(
@@ -344,7 +353,9 @@ async def test_a_stalled_endpoint_leaves_20_healthy_ones_on_its_partitions_their
         # A quarter more than the healthy endpoints take (10/s each), for the whole test.
         producing = asyncio.create_task(publish_paced(settings, 125, 12.5))
         async with running_worker(settings):
-            await receiver.wait_for(len(HEALTHY) * 5, 30)  # every lane is busy
+            await receiver.wait_for(every_healthy_lane_answered(3), 30)
+            busy = time.time()
+            await receiver.wait_for(lasting(1.0, busy), 30)  # a second of warming up
             first = time.time()
             await receiver.wait_for(lasting(2.0, first), 30)
             receiver.set_behaviour("stalled", Behaviour(hang_ratio=1.0))
@@ -353,9 +364,9 @@ async def test_a_stalled_endpoint_leaves_20_healthy_ones_on_its_partitions_their
         await asyncio.wait_for(producing, WAIT_S)
 
     second = stalled_at + 0.5  # the stalled endpoint's requests are all held by then
-    without = delivered_between(receiver.records, first, first + 2.0) / 2.0
-    with_stall = delivered_between(receiver.records, second, second + 2.0) / 2.0
+    without = healthy_rate(receiver.records, first, first + 2.0)
+    with_stall = healthy_rate(receiver.records, second, second + 2.0)
     held = sum(1 for r in receiver.records if r.endpoint_id == "stalled" and r.status is None)
-    print(f"healthy: {without:.0f}/s alone, {with_stall:.0f}/s beside a stall ({held} held)")
+    print(f"healthy: {without:.1f}/s alone, {with_stall:.1f}/s beside a stall ({held} held)")
     assert held >= 8  # the stall filled its max_in_flight
     assert abs(with_stall / without - 1.0) < 0.1
