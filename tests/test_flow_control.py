@@ -235,9 +235,9 @@ async def test_rate_burst_and_max_in_flight_hold_across_a_hand_over(
 # --- adaptive concurrency -----------------------------------------------------------------
 
 
-# The adaptive and the fixed endpoint of each test are on different deliveries partitions: a
-# slowed endpoint's backlog fills its partition's share of the buffer, and the partition then
-# pauses for every endpoint on it (see the isolation note in docs/guarantees.md).
+# The adaptive and the fixed endpoint are on different deliveries partitions: a slowed
+# endpoint's backlog fills its partition's share of the buffer, and the partition then pauses
+# for every endpoint on it (see the isolation note in docs/guarantees.md).
 SLOWING = ("adaptive", "fixed-1")
 BACKLOG = 2_000
 
