@@ -44,11 +44,7 @@ class Endpoint:
     event_types: tuple[str, ...]
     max_in_flight: int = 8
     rate_limit_per_s: float | None = None  # None: no rate limit
-    # Requests the rate limit lets through at once after an idle spell; None: one second's
-    # worth (at least 1). Any 1 s window holds at most rate + burst requests.
-    burst: float | None = None
     ordering: Ordering = Ordering.NONE
-    concurrency: Concurrency = Concurrency.FIXED
     # TLS (dispatcher.tls): trust only this CA for the endpoint; a client certificate for
     # mutual TLS (the key file may be left out when the key is in the certificate's PEM).
     ca_file: str | None = None
@@ -56,6 +52,10 @@ class Endpoint:
     client_key_file: str | None = None
     # HTTP statuses dead-lettered at once for this endpoint; None: `[delivery]`'s list.
     permanent_statuses: tuple[int, ...] | None = None
+    # Requests the rate limit lets through at once after an idle spell; None: one second's
+    # worth (at least 1). Any 1 s window holds at most rate + burst requests.
+    burst: float | None = None
+    concurrency: Concurrency = Concurrency.FIXED  # "adaptive": dispatcher.adaptive
 
     def __post_init__(self) -> None:
         if not all(type(key) is Secret for key in self.secrets):

@@ -22,8 +22,9 @@ from tests.component.fakes import FakeProducer, FakeSender, status
 KAFKA = KafkaSettings("127.0.0.1:9", ("events",), topic_prefix="wh")
 URL = "http://127.0.0.1:9/hooks/ep"
 # One token a millisecond, five saved at most.
-LIMITED = Endpoint("ep", URL, (b"k" * 24,), ("*",), max_in_flight=8, rate_limit_per_s=1000.0)
-LIMITED = Endpoint(**{**{s: getattr(LIMITED, s) for s in Endpoint.__slots__}, "burst": 5.0})
+LIMITED = Endpoint(
+    "ep", URL, (b"k" * 24,), ("*",), max_in_flight=8, rate_limit_per_s=1000.0, burst=5.0
+)
 ADAPTIVE = Endpoint(
     "ep", URL, (b"k" * 24,), ("*",), max_in_flight=8, concurrency=Concurrency.ADAPTIVE
 )
