@@ -33,6 +33,7 @@ from dispatcher.kafka.security_files import check_tls_files
 from dispatcher.metrics import DEFAULT_TOP_ENDPOINTS, MetricsListen
 from dispatcher.model import (
     AdminSettings,
+    Concurrency,
     DeliverySettings,
     Endpoint,
     EnvelopeFormat,
@@ -77,6 +78,7 @@ _DELIVERY_KEYS = DeliverySettings.__slots__
 ENDPOINT_KEYS = (
     *("id", "url", "secret", "secrets", "event_types"),
     *("max_in_flight", "rate_limit_per_s", "ordering"),
+    *("burst", "concurrency"),
     *("ca_file", "client_cert_file", "client_key_file", "permanent_statuses"),
 )
 _METRICS_KEYS = ("port", "listen", "top_endpoints")
@@ -115,7 +117,14 @@ _TOPIC_MEANING = "a Kafka topic name (up to 200 letters, digits, '.', '_', '-')"
 _PATTERN_MEANING = "an event type pattern: exact 'a.b', prefix 'a.*', or '*'"
 _MAX_SCHEMA_ID = 2**31 - 1
 _Choice = TypeVar(
-    "_Choice", EnvelopeFormat, Ordering, KafkaProtocol, SaslMechanism, LogFormat, LogLevel
+    "_Choice",
+    EnvelopeFormat,
+    Ordering,
+    KafkaProtocol,
+    SaslMechanism,
+    LogFormat,
+    LogLevel,
+    Concurrency,
 )
 _SHOWN_CHARS = 60
 _TYPE_NAMES = {
@@ -530,6 +539,8 @@ def _endpoint(table: _Table, egress: EgressPolicy | None) -> Endpoint:
         max_in_flight=table.integer("max_in_flight", _ENDPOINT.max_in_flight),
         rate_limit_per_s=table.number_or_none("rate_limit_per_s"),
         ordering=table.choice("ordering", Ordering, Ordering.NONE),
+        burst=_burst(table),
+        concurrency=table.choice("concurrency", Concurrency, Concurrency.FIXED),
         ca_file=table.string_or_none("ca_file"),
         client_cert_file=table.string_or_none("client_cert_file"),
         client_key_file=table.string_or_none("client_key_file"),
@@ -537,6 +548,18 @@ def _endpoint(table: _Table, egress: EgressPolicy | None) -> Endpoint:
     )
     _check_tls(table, endpoint)
     return endpoint
+
+
+def _burst(table: _Table) -> float | None:
+    """At least one request (a token bucket of less never lets one through); only with a rate."""
+    if not table.has("burst"):
+        return None
+    if not table.has("rate_limit_per_s"):
+        raise table.error("burst", "needs rate_limit_per_s (a burst of what rate?)")
+    burst = table.number("burst", 1.0)
+    if burst < 1.0:
+        raise table.error("burst", f"must be a number >= 1, got {_show(table.raw('burst'))}")
+    return burst
 
 
 def _event_types(table: _Table) -> tuple[str, ...]:

@@ -2,6 +2,12 @@
 
 The caller asks `try_take()`; 0.0 means go now, anything else is how long to wait before
 asking again. Waiting is the caller's business (an asyncio timer in the lane).
+
+A bucket guarantees at most `rate + burst` requests in any 1 s window, but only while one
+bucket holds the endpoint. When the endpoint's partition moves, the new owner's bucket cannot
+know what the old one sent in its last second: it is `drain`ed, so the two together still
+send at most `rate + burst` in any window around the hand-over (the old owner's saved tokens
+plus a second of refill on either side, nothing saved on the new one).
 """
 
 from __future__ import annotations
@@ -15,6 +21,10 @@ class RateLimiter(Protocol):
         """Take one token: 0.0 if taken, else the seconds until one is available (none taken)."""
         ...
 
+    def drain(self) -> None:
+        """Drop every saved token: the endpoint just came from another owner."""
+        ...
+
 
 class Unlimited:
     """The limiter of an endpoint without `rate_limit_per_s`: every request may go."""
@@ -23,6 +33,9 @@ class Unlimited:
 
     def try_take(self) -> float:
         return 0.0
+
+    def drain(self) -> None:
+        pass
 
 
 _UNLIMITED = Unlimited()
@@ -67,6 +80,10 @@ class TokenBucket:
             self._tokens = max(0.0, self._tokens - 1.0)
             return 0.0
         return (1.0 - self._tokens) / self._rate
+
+    def drain(self) -> None:
+        self._refill()
+        self._tokens = 0.0
 
     @property
     def tokens(self) -> float:

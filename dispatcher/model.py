@@ -21,6 +21,13 @@ class Ordering(enum.Enum):
     ENDPOINT = "endpoint"  # one at a time for the whole endpoint (FIFO)
 
 
+class Concurrency(enum.Enum):
+    """How many of `max_in_flight` an endpoint's lane uses (dispatcher.adaptive)."""
+
+    FIXED = "fixed"  # always up to max_in_flight
+    ADAPTIVE = "adaptive"  # follows latency and throttling answers, 1..max_in_flight
+
+
 class EnvelopeFormat(enum.Enum):
     JSON = "json"
     AVRO = "avro"  # schemaless binary, one schema file
@@ -48,6 +55,10 @@ class Endpoint:
     # Unix time after which the secret at the same index no longer signs (a rotated-out
     # secret); empty, or None at an index: it never expires.
     secret_expiries: tuple[float | None, ...] = ()
+    # Requests the rate limit lets through at once after an idle spell; None: one second's
+    # worth (at least 1). Any 1 s window holds at most rate + burst requests.
+    burst: float | None = None
+    concurrency: Concurrency = Concurrency.FIXED  # "adaptive": dispatcher.adaptive
 
     def __post_init__(self) -> None:
         if not all(type(key) is Secret for key in self.secrets):

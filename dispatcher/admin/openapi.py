@@ -32,6 +32,8 @@ _SETTINGS = {
     "max_in_flight": {"type": "integer", "minimum": 1, "default": 8},
     "rate_limit_per_s": {"type": "number", "exclusiveMinimum": 0},
     "ordering": {"enum": ["none", "key", "endpoint"], "default": "none"},
+    "burst": {"type": "number", "minimum": 1, "description": "default max(1, rate)"},
+    "concurrency": {"enum": ["fixed", "adaptive"], "default": "fixed"},
     "ca_file": _STRING,
     "client_cert_file": _STRING,
     "client_key_file": _STRING,

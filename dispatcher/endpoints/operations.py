@@ -32,6 +32,7 @@ DEFAULT_ROTATION_OVERLAP_S = 24 * 3600.0  # the old secret keeps signing this lo
 _WRITABLE = (
     *("url", "secret", "secrets", "event_types", "max_in_flight", "rate_limit_per_s"),
     *("ordering", "ca_file", "client_cert_file", "client_key_file", "permanent_statuses"),
+    *("burst", "concurrency"),
     *("description", "metadata", "state"),
 )
 

@@ -29,7 +29,7 @@ import orjson
 from dispatcher.config import ENDPOINT_KEYS, endpoint_from_mapping
 from dispatcher.egress import EgressPolicy
 from dispatcher.errors import ConfigError
-from dispatcher.model import Endpoint
+from dispatcher.model import Concurrency, Endpoint
 from dispatcher.secret import Secret
 from dispatcher.secret_box import KEYS_ENV, SecretBox, SecretBoxError, is_sealed
 from dispatcher.signing import SECRET_PREFIX
@@ -218,10 +218,14 @@ def _metadata(value: object) -> dict[str, str]:
     if len(value) > MAX_METADATA_ENTRIES:
         raise ConfigError(SOURCE, "metadata", f"at most {MAX_METADATA_ENTRIES} entries")
     for key, item in value.items():
-        if not isinstance(item, str) or len(key) > MAX_METADATA_CHARS:
-            raise ConfigError(SOURCE, f"metadata.{key:.40}", "must be a string")
+        # A key that is not printable (a newline, say) is quoted: the error stays one line.
+        shown = key[:40] if key.isprintable() else repr(key[:40])
+        if len(key) > MAX_METADATA_CHARS:
+            raise ConfigError(SOURCE, f"metadata.{shown}", f"keys: at most {MAX_METADATA_CHARS}")
+        if not isinstance(item, str):
+            raise ConfigError(SOURCE, f"metadata.{shown}", "must be a string")
         if len(item) > MAX_METADATA_CHARS:
-            raise ConfigError(SOURCE, f"metadata.{key:.40}", f"at most {MAX_METADATA_CHARS} chars")
+            raise ConfigError(SOURCE, f"metadata.{shown}", f"at most {MAX_METADATA_CHARS} chars")
     return dict(value)
 
 
@@ -297,6 +301,10 @@ def record_to_mapping(
             out[name] = path
     if endpoint.permanent_statuses is not None:
         out["permanent_statuses"] = list(endpoint.permanent_statuses)
+    if endpoint.burst is not None:
+        out["burst"] = endpoint.burst
+    if endpoint.concurrency is not Concurrency.FIXED:
+        out["concurrency"] = endpoint.concurrency.value
     out.update(
         state=record.state.value,
         state_reason=record.state_reason,

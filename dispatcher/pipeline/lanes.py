@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from dispatcher.adaptive import AdaptiveLimit, signal_of
 from dispatcher.backoff import DEFAULT_JITTER, waiting_tier
 from dispatcher.breaker import Breaker, BreakerState, Transition
 from dispatcher.codec import DeadLetterRecord, OutcomeKind, OutcomeRecord, encode_outcome
@@ -42,7 +43,14 @@ from dispatcher.lifecycle import (
     verdict_of,
 )
 from dispatcher.limits import limiter_for
-from dispatcher.model import DeliverySettings, Endpoint, HttpResult, KafkaSettings, Ordering
+from dispatcher.model import (
+    Concurrency,
+    DeliverySettings,
+    Endpoint,
+    HttpResult,
+    KafkaSettings,
+    Ordering,
+)
 from dispatcher.outcomes import ERROR_BODY_TOO_LARGE, OutcomeClass
 from dispatcher.pipeline.dead_letters import DeadLetterWriter
 from dispatcher.pipeline.hosts import HostSlots
@@ -133,6 +141,8 @@ class Lane:
         self._failing_since: float | None = None  # wall time of the first failure in a row
         self._disable_asked = False
         self.idle_since = ctx.clock()
+        # The assignment the endpoint's deliveries last came from: a new one drains the bucket.
+        self._owned_from: PartitionState | None = None
         delivery = ctx.delivery
         self._configure(endpoint)
         self._budget = retry_budget_for(
@@ -165,15 +175,27 @@ class Lane:
         """Everything the lane derives from its endpoint's settings (again on a change)."""
         ctx = self._ctx
         delivery = ctx.delivery
+        before: Endpoint | None = getattr(self, "endpoint", None)
         self.endpoint = endpoint
         self._set_signer(ctx.wall())
         self._tls = context_for(endpoint)  # built once per endpoint, never per request
-        self._limiter = limiter_for(endpoint.rate_limit_per_s, ctx.clock)
+        # A bucket or an adaptive limit starts over only when its own settings change: a new
+        # description must not hand out a fresh burst.
+        limits = (endpoint.rate_limit_per_s, endpoint.burst)
+        if before is None or (before.rate_limit_per_s, before.burst) != limits:
+            self._limiter = limiter_for(endpoint.rate_limit_per_s, ctx.clock, endpoint.burst)
         self._key_id = endpoint.id.encode()
         self._name = f"lane {endpoint.id}"
         self._by_key = endpoint.ordering is Ordering.KEY
         self._in_place = endpoint.ordering is not Ordering.NONE  # ordered: retry in place
         self._max_runners = 1 if endpoint.ordering is Ordering.ENDPOINT else endpoint.max_in_flight
+        shape = (endpoint.concurrency, endpoint.ordering, endpoint.max_in_flight)
+        if before is None or (before.concurrency, before.ordering, before.max_in_flight) != shape:
+            self._adaptive = (
+                AdaptiveLimit(self._max_runners, ctx.clock)
+                if endpoint.concurrency is Concurrency.ADAPTIVE
+                else None
+            )
         statuses = endpoint.permanent_statuses
         self._policy = RetryPolicy(
             delivery.max_attempts,
@@ -225,6 +247,12 @@ class Lane:
                 self._pending = None
 
     def submit(self, delivery: Delivery) -> None:
+        owned_from = self._owned_from
+        if delivery.part is not owned_from and (owned_from is None or not owned_from.active):
+            # The endpoint came to this worker (again): what its previous owner sent in the
+            # last second is unknown, so nothing saved up may add to it (limits.py).
+            self._owned_from = delivery.part
+            self._limiter.drain()
         if self._by_key:
             key = delivery.meta.producer_key
             queue = self._keyed.get(key)
@@ -242,11 +270,22 @@ class Lane:
         # In key mode a runner is only useful for a key that no runner holds yet.
         if self._ctx.stopping.is_set():
             return
-        if self._runners < self._max_runners and (
+        if self._runners < self._runner_limit() and (
             self._ready_keys if self._by_key else self._can_take()
         ):
             self._runners += 1
             self._ctx.spawn(self._run_keyed() if self._by_key else self._run(), self._name)
+
+    def _runner_limit(self) -> int:
+        """Runners allowed now: max_in_flight (1 for ordering "endpoint"), or fewer while an
+        adaptive endpoint's limit is lower."""
+        adaptive = self._adaptive
+        return self._max_runners if adaptive is None else adaptive.limit
+
+    def _too_many_runners(self) -> bool:
+        """An adaptive limit fell: this runner ends after its delivery (checked between them)."""
+        adaptive = self._adaptive
+        return adaptive is not None and self._runners > adaptive.limit
 
     def _can_take(self) -> bool:
         return self._choice() != (False, False)
@@ -275,7 +314,7 @@ class Lane:
 
     async def _run(self) -> None:
         try:
-            while not self._ctx.stopping.is_set():
+            while not self._ctx.stopping.is_set() and not self._too_many_runners():
                 delivery = self._take()
                 if delivery is None:
                     return
@@ -286,6 +325,8 @@ class Lane:
                         self._active_retries -= 1
                     else:
                         self._active_first -= 1
+                if self._adaptive is not None:
+                    self._start_runner()  # the limit may have grown
         finally:
             self._runners -= 1
             self._start_runner()  # work this runner's share could not take
@@ -294,7 +335,7 @@ class Lane:
     async def _run_keyed(self) -> None:
         ready, keyed = self._ready_keys, self._keyed
         try:
-            while ready and not self._ctx.stopping.is_set():
+            while ready and not self._ctx.stopping.is_set() and not self._too_many_runners():
                 key = ready.popleft()
                 queue = keyed[key]
                 try:
@@ -305,6 +346,8 @@ class Lane:
                         ready.append(key)  # its next delivery waits for no other runner
                     elif keyed.get(key) is queue:
                         del keyed[key]
+                if self._adaptive is not None:
+                    self._start_runner()  # the limit may have grown
         finally:
             self._runners -= 1
             self._went_idle()
@@ -530,10 +573,7 @@ class Lane:
     async def _send(
         self, delivery: Delivery, part: PartitionState, task: asyncio.Task[None]
     ) -> HttpResult:
-        wait = self._limiter.try_take()
-        while wait > 0:
-            await asyncio.sleep(wait)
-            wait = self._limiter.try_take()
+        await self._paced()
         slots = self._host_slots
         lease = await slots.acquire()
         stats = self._ctx.stats
@@ -541,6 +581,9 @@ class Lane:
         part.working[task] = True  # on the wire: a revocation gives it the grace period
         self._budget.record_attempt()
         latency: float | None = None
+        adaptive = self._adaptive
+        if adaptive is not None:
+            adaptive.started()
         try:
             meta = delivery.meta
             now = time.time()
@@ -554,15 +597,34 @@ class Lane:
             )
             if result.status is not None:  # a timeout's latency is the receiver's silence
                 latency = result.latency_s
+            if adaptive is not None:
+                adaptive.finished(result.latency_s, signal_of(result))
             return result
         except asyncio.CancelledError:
             if self._breaker is not None:
                 self._breaker.record_abandoned()  # a probe without a verdict
+            if adaptive is not None:
+                adaptive.abandoned()
             raise
         finally:
             part.working[task] = False
             stats.in_flight -= 1
             slots.release(lease, latency)
+
+    async def _paced(self) -> None:
+        """Wait for the rate limit's token and, on an adaptive endpoint, for its pace. The
+        token is taken only once the pace allows a start, with no wait in between."""
+        adaptive = self._adaptive
+        limiter = self._limiter
+        while True:
+            wait = 0.0 if adaptive is None else adaptive.wait_s()
+            if wait <= 0.0:
+                wait = limiter.try_take()
+                if wait <= 0.0:
+                    if adaptive is not None:
+                        adaptive.take_start()
+                    return
+            await asyncio.sleep(wait)
 
     def _publish_outcome(
         self, delivery: Delivery, kind: OutcomeKind, attempt: int, result: HttpResult
