@@ -106,6 +106,10 @@ COUNTERS = {
         "Endpoints this worker disabled (410 Gone, or failing for disable_after_s)",
     ),
     "lanes_reaped": ("webhook_lanes_reaped", "Idle endpoint lanes removed"),
+    "overflow_deferred": (
+        "webhook_overflow_deferred",
+        "Deliveries sent to a retry tier unattempted: their lane held 16 x max_in_flight",
+    ),
     "budget_deferred": (
         "webhook_budget_deferred",
         "Due retries sent back to a retry tier unattempted: over the retry budget",

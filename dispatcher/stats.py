@@ -130,6 +130,7 @@ class WorkerStats:
     breaker_opens: int = 0  # an endpoint's circuit breaker opened
     breaker_deferred: int = 0  # deliveries sent to a retry tier unattempted: breaker open
     paused_deferred: int = 0  # deliveries sent to a retry tier unattempted: endpoint paused
+    overflow_deferred: int = 0  # sent to a retry tier unattempted: the lane held too many
     not_fanned_out_disabled: int = 0  # deliveries not made: the endpoint is disabled
     deliveries_parked: int = 0  # deliveries waiting for the catalog to know their endpoint
     endpoints_disabled: int = 0  # endpoints this worker disabled (410, failing too long)

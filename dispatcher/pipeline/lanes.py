@@ -109,6 +109,9 @@ class LaneContext:
         # Asked to disable an endpoint (410 Gone, or failing for disable_after_s): the worker
         # writes the state to the endpoints topic; without one it is only logged.
         self.disable_endpoint: Callable[[str, str], None] = _log_disable
+        # Deliveries one deliveries partition may hold in memory (the worker keeps it
+        # current as partitions come and go): each lane's overflow point follows from it.
+        self.partition_share = delivery.max_buffered
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -260,11 +263,37 @@ class Lane:
                 queue = self._keyed[key] = deque()
                 self._ready_keys.append(key)
             queue.append(delivery)
+        elif not self._in_place and self._overflows(delivery):
+            return  # waits in a retry tier instead of this lane's memory
         elif delivery.meta.attempts_made and not self._in_place:
             self._retries.append(delivery)
         else:
             self._queue.append(delivery)
         self._start_runner()
+
+    def _overflows(self, delivery: Delivery) -> bool:
+        """An unordered lane holds a part of its partition's share of `max_buffered` (a
+        quarter, or 16 x max_in_flight if more, but never over half); more go to the first
+        retry tier at once, unattempted. An endpoint slower than its events arrive (stalled,
+        rate-limited, throttled) would otherwise fill the share, and the partition's pause
+        would stop every endpoint on it."""
+        ctx = self._ctx
+        held = len(self._queue) + len(self._retries)
+        share = ctx.partition_share
+        cap = min(share // 2, max(OVERFLOW_FACTOR * self.endpoint.max_in_flight, share // 4))
+        if held < max(1, cap) or not ctx.delivery.retry_delays_s:
+            return False
+        part = delivery.part
+        part.started()
+        first_at = delivery.meta.first_attempt_ms / 1000 or ctx.wall()
+        try:
+            self._defer(delivery, delivery.meta.attempts_made, 0.0, first_at)
+        except BaseException:
+            part.abandoned()  # not queued: the caller dead-letters it or the worker stops
+            raise
+        ctx.stats.overflow_deferred += 1
+        _unbuffer(delivery, ctx.stats)
+        return True
 
     def _start_runner(self) -> None:
         # In key mode a runner is only useful for a key that no runner holds yet.
@@ -717,6 +746,8 @@ def _unbuffer(delivery: Delivery, stats: WorkerStats) -> None:
 
 _TOO_LARGE = HttpResult(status=None, error=ERROR_BODY_TOO_LARGE, retry_after_s=None, latency_s=0.0)
 _NOT_SENT = HttpResult(status=None, error="not sent", retry_after_s=None, latency_s=0.0)
+# An unordered lane may hold at least this many times its max_in_flight (see _overflows).
+OVERFLOW_FACTOR = 16
 # A paused endpoint's unordered deliveries come back from a retry tier about this often.
 PAUSED_RECHECK_S = 30.0
 

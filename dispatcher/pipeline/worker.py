@@ -557,6 +557,7 @@ class Worker:
         self.stats.assigned_partitions = sum(
             1 for t, _ in self._parts if t not in self._retry_topics
         )
+        self._ctx.partition_share = self._delivery_share()  # lanes overflow by it
 
     def partition_offsets(self) -> tuple[tuple[str, int, int, int], ...]:
         """(topic, partition, committed, high watermark) per owned partition, as the poll

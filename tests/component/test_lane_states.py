@@ -46,6 +46,13 @@ async def settled(ctx: LaneContext) -> None:
     await asyncio.wait_for(asyncio.gather(*ctx.tasks, return_exceptions=True), BOUND_S)
 
 
+async def stop(ctx: LaneContext) -> None:
+    """End the runners still waiting on a request that is never answered."""
+    for task in ctx.tasks:
+        task.cancel()
+    await asyncio.wait_for(asyncio.gather(*ctx.tasks, return_exceptions=True), BOUND_S)
+
+
 def reasons(producer: FakeProducer) -> list[str]:
     records = producer.acked + producer.pending
     return [decode_dead_letter(p.value)["reason"] for p in records if p.topic == KAFKA.dlq_topic]
@@ -147,3 +154,38 @@ async def test_a_changed_ordering_waits_until_the_lane_is_idle_other_settings_ap
     await settled(ctx)
 
     assert lane.endpoint == moved
+
+
+async def test_an_unordered_lane_over_its_part_of_the_share_sends_the_rest_to_a_tier() -> None:
+    clock = Clock()
+    sender = FakeSender()  # never answers: a stalled endpoint
+    producer = FakeProducer()
+    lane, ctx, _ = lane_with(sender, producer, ENDPOINT, clock)  # max_in_flight 2
+    ctx.partition_share = 64  # the lane holds min(64 / 2, max(16 x 2, 64 / 4)) = 32
+    part = PartitionState("wh.deliveries", 0)
+
+    for offset in range(40):
+        submit(lane, ctx, part, offset)
+
+    held = 16 * ENDPOINT.max_in_flight
+    assert ctx.stats.overflow_deferred == 40 - held
+    assert ctx.stats.buffered == held  # the partition's buffer share is not filled by one lane
+    assert set(producer.topics()) == {KAFKA.retry_topic(1)}
+    await stop(ctx)
+
+
+async def test_an_ordered_lane_never_overflows_its_order_matters_more() -> None:
+    clock = Clock()
+    sender = FakeSender()
+    producer = FakeProducer()
+    lane, ctx, _ = lane_with(sender, producer, ORDERED, clock)
+    ctx.partition_share = 64
+    part = PartitionState("wh.deliveries", 0)
+
+    for offset in range(40):
+        submit(lane, ctx, part, offset)
+
+    assert ctx.stats.overflow_deferred == 0
+    assert ctx.stats.buffered == 40
+    assert producer.topics() == []
+    await stop(ctx)
