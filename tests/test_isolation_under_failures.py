@@ -19,6 +19,7 @@ from tests.pipeline_harness import (
     produce_events,
     running_worker,
 )
+from tests.scripted_receiver import ScriptedReceiver
 
 WAIT_S = 90
 EVENTS = 200
@@ -84,3 +85,38 @@ async def test_a_failing_and_a_hanging_endpoint_leave_a_healthy_one_90_percent_o
         beside = await run(kafka_bootstrap, unique_name, receiver, failing=True)
     print(f"healthy endpoint: {alone:.1f}/s alone, {beside:.1f}/s beside the failing ones")
     assert beside >= 0.9 * alone
+
+
+async def test_a_rate_limited_endpoint_with_a_backlog_does_not_hold_its_partition(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    """A slow endpoint's backlog goes to wait in a retry tier instead of filling the
+    partition's buffer share (lanes.py `_overflows`): the fast endpoint beside it on the one
+    partition gets all its events while the slow one has barely started. Without that, the
+    partition paused at its share and resumed only as the slow lane drained at 5/s: the
+    fast endpoint's 600 events took minutes."""
+    events = 600
+    async with ScriptedReceiver() as receiver:
+        tables = [
+            endpoint("slow", receiver.url, ["*"], max_in_flight=2, rate_limit_per_s=5.0),
+            endpoint("fast", receiver.url, ["*"], max_in_flight=8),
+        ]
+        settings = build_settings(
+            kafka_bootstrap,
+            unique_name,
+            tables,
+            partitions=1,
+            max_buffered=400,  # a share of 133 per stage-2 partition (1 + 2 tiers)
+            retry_delays_s=[1, 2],
+        )
+        create_all_topics(settings)
+        produce_events(settings, events, ["order.created"])
+        async with running_worker(settings) as worker:
+            await receiver.wait_until(
+                lambda got: sum(a.endpoint_id == "fast" for a in got) >= events, WAIT_S
+            )
+            slow_so_far = sum(a.endpoint_id == "slow" for a in receiver.attempts)
+            overflowed = worker.stats.overflow_deferred
+
+    assert overflowed > 0
+    assert slow_so_far < events // 2  # the slow one is far behind: nothing waited for it

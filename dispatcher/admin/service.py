@@ -98,6 +98,8 @@ class EndpointService:
             return offset
 
     def _writable_store(self) -> EndpointStore:
+        if not self.catalog.ready.is_set():  # also: the worker has not looked for the topic yet
+            raise Unavailable("the endpoint catalog is still reading the endpoints topic")
         if not self.catalog.live:
             raise Unavailable(
                 f"{self.settings.kafka.endpoints_topic} does not exist, so endpoints cannot be"

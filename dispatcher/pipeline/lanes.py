@@ -69,13 +69,14 @@ log = logging.getLogger(__name__)
 class Delivery:
     """One delivery record being worked on."""
 
-    __slots__ = ("body", "meta", "offset", "part")
+    __slots__ = ("body", "meta", "offset", "part", "queued_at")
 
     def __init__(self, part: PartitionState, offset: int, body: bytes, meta: DeliveryMeta):
         self.part = part
         self.offset = offset
         self.body = body
         self.meta = meta
+        self.queued_at = 0.0  # the lane's clock when it was queued
 
 
 class LaneContext:
@@ -272,18 +273,33 @@ class Lane:
         self._start_runner()
 
     def _overflows(self, delivery: Delivery) -> bool:
-        """An unordered lane holds a part of its partition's share of `max_buffered` (a
-        quarter, or 16 x max_in_flight if more, but never over half); more go to the first
-        retry tier at once, unattempted. An endpoint slower than its events arrive (stalled,
-        rate-limited, throttled) would otherwise fill the share, and the partition's pause
-        would stop every endpoint on it."""
+        """An unordered lane that does not drain sends new deliveries to the first retry
+        tier at once, unattempted: when its partition holds half its share of
+        `max_buffered`, the lane a quarter of that share (or 16 x max_in_flight, if more),
+        and its oldest queued delivery has waited OVERFLOW_AFTER_S (or its rate limit needs
+        that long for what it holds). An endpoint slower than
+        its events arrive (stalled, rate-limited, throttled) would otherwise fill the share,
+        and the partition's pause would stop every endpoint on it; a fast endpoint with a
+        backlog drains before its head gets that old. (With a share too small for that, the
+        partition pauses first, as before.)"""
         ctx = self._ctx
-        held = len(self._queue) + len(self._retries)
-        share = ctx.partition_share
-        cap = min(share // 2, max(OVERFLOW_FACTOR * self.endpoint.max_in_flight, share // 4))
-        if held < max(1, cap) or not ctx.delivery.retry_delays_s:
-            return False
         part = delivery.part
+        share = ctx.partition_share
+        queue, retries = self._queue, self._retries
+        now = ctx.clock()
+        delivery.queued_at = now
+        cap = max(OVERFLOW_FACTOR * self.endpoint.max_in_flight, share // 4)
+        if len(queue) + len(retries) < cap or part.buffered < share // 2:
+            return False
+        if not ctx.delivery.retry_delays_s:
+            return False
+        # Slow: its rate limit alone needs OVERFLOW_AFTER_S for what it holds, or its oldest
+        # delivery has waited that long. Else the lane drains: a backlog, not a slow endpoint.
+        rate = self.endpoint.rate_limit_per_s
+        held = len(queue) + len(retries)
+        oldest = min(q[0].queued_at for q in (queue, retries) if q)
+        if now - oldest < OVERFLOW_AFTER_S and not (rate and held / rate >= OVERFLOW_AFTER_S):
+            return False
         part.started()
         first_at = delivery.meta.first_attempt_ms / 1000 or ctx.wall()
         try:
@@ -746,8 +762,10 @@ def _unbuffer(delivery: Delivery, stats: WorkerStats) -> None:
 
 _TOO_LARGE = HttpResult(status=None, error=ERROR_BODY_TOO_LARGE, retry_after_s=None, latency_s=0.0)
 _NOT_SENT = HttpResult(status=None, error="not sent", retry_after_s=None, latency_s=0.0)
-# An unordered lane may hold at least this many times its max_in_flight (see _overflows).
+# An unordered lane may hold at least this many times its max_in_flight (see _overflows),
+# and sends the rest to a retry tier only once its oldest delivery waited this long.
 OVERFLOW_FACTOR = 16
+OVERFLOW_AFTER_S = 2.0
 # A paused endpoint's unordered deliveries come back from a retry tier about this often.
 PAUSED_RECHECK_S = 30.0
 
