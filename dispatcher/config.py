@@ -119,7 +119,14 @@ _TOPIC_MEANING = "a Kafka topic name (up to 200 letters, digits, '.', '_', '-')"
 _PATTERN_MEANING = "an event type pattern: exact 'a.b', prefix 'a.*', or '*'"
 _MAX_SCHEMA_ID = 2**31 - 1
 _Choice = TypeVar(
-    "_Choice", EnvelopeFormat, Ordering, KafkaProtocol, SaslMechanism, LogFormat, LogLevel
+    "_Choice",
+    EnvelopeFormat,
+    Ordering,
+    KafkaProtocol,
+    SaslMechanism,
+    LogFormat,
+    LogLevel,
+    GroupProtocol,
 )
 _SHOWN_CHARS = 60
 _TYPE_NAMES = {

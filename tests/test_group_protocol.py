@@ -33,8 +33,11 @@ def each_topic_balanced(settings: Settings, workers: list[Worker]) -> bool:
     """Every partition of each topic owned by exactly one worker, the workers' counts of each
     topic differing by at most one, and every worker's retry partitions its deliveries ones."""
     kafka = settings.kafka
-    sizes = {kafka.source_topics[0]: SOURCE_PARTITIONS, kafka.deliveries_topic: DELIVERIES_PARTITIONS}
-    for topic, size in sizes.items():
+    sizes = [
+        (kafka.source_topics[0], SOURCE_PARTITIONS),
+        (kafka.deliveries_topic, DELIVERIES_PARTITIONS),
+    ]
+    for topic, size in sizes:
         sets = [owned(w, topic) for w in workers]
         if sum(map(len, sets)) != size or set().union(*sets) != set(range(size)):
             return False
