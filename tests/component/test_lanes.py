@@ -4,6 +4,7 @@ on the wire at revocation, a dead letter the broker refuses."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from dispatcher.codec import decode_dead_letter, decode_outcome
 from dispatcher.model import DeliverySettings, Endpoint, HttpResult, KafkaSettings, Ordering
@@ -264,3 +265,32 @@ async def test_an_open_breaker_defers_deliveries_to_a_tier_without_a_request_or_
     assert [m.attempts_made for m in tiers] == [1, 1, 0, 0, 0]  # deferred: no attempt used
     assert ctx.stats.breaker_opens == 1
     assert ctx.stats.breaker_deferred == 3
+
+
+async def test_a_revocation_while_keys_wait_leaves_the_keyed_runner_nothing_stale() -> None:
+    # drop() once replaced the ready-keys queue that a running keyed runner still held: after
+    # its request it took a dropped key from the old queue and failed the worker (KeyError).
+    sender = FakeSender()
+    producer = FakeProducer()
+    keyed = Endpoint("ep", "http://127.0.0.1:9/hooks/ep", (b"k" * 24,), ("*",), max_in_flight=1)
+    keyed = dataclasses.replace(keyed, ordering=Ordering.KEY)
+    lane, ctx, supervisor = lane_for(sender, producer, DeliverySettings(), keyed)
+    part = PartitionState("wh.deliveries", 0)
+    for offset, key in enumerate([b"a", b"b", b"c"]):
+        part.take(offset)
+        part.buffered += 1
+        ctx.stats.buffered += 1
+        meta = DeliveryMeta(f"evt-{offset}", "order.created", 0, key, "events/0/1", 0)
+        lane.submit(Delivery(part, offset, b'{"id":"x"}', meta))
+    await sender.wait_for_requests(1)  # key a on the wire, keys b and c ready
+
+    lane.drop(part)  # as the worker releases a partition: queued work first, then revoke
+    revoking = asyncio.create_task(part.revoke(grace_s=3600.0))
+    await asyncio.sleep(0)  # let the revocation start: it waits for the request
+    sender.requests[0].answer.set_result(status(204))
+    await asyncio.wait_for(revoking, BOUND_S)
+    await asyncio.wait_for(asyncio.gather(*ctx.tasks), BOUND_S)
+
+    assert not supervisor.failed.done()
+    assert len(sender.requests) == 1
+    assert lane.idle
