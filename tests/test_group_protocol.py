@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from dispatcher.kafka.topics import dispatcher_topics
 from dispatcher.model import GroupProtocol, Settings
 from dispatcher.pipeline.worker import Worker
 from tests.pipeline_harness import build_settings, create_all_topics, endpoint, running_worker
@@ -23,6 +26,27 @@ from tests.scripted_receiver import ScriptedReceiver
 WAIT_S = 60
 SOURCE_PARTITIONS = 3
 DELIVERIES_PARTITIONS = 6
+
+
+def create_and_await_topics(settings: Settings) -> None:
+    """Create the topics and wait until the broker answers for every partition: right after
+    creation it may not yet ("Unknown partition", "Not leader"), which fails a starting
+    worker's catalog read."""
+    create_all_topics(settings, source_partitions=SOURCE_PARTITIONS)
+    kafka = settings.kafka
+    topics = [*dispatcher_topics(settings), (kafka.source_topics[0], SOURCE_PARTITIONS)]
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": "probe"})
+    try:
+        for topic, partitions in topics:
+            for partition in range(partitions):
+                for _ in range(100):  # bounded: the broker offers no event for this
+                    try:
+                        consumer.get_watermark_offsets(TopicPartition(topic, partition), 5)
+                        break
+                    except KafkaException:
+                        time.sleep(0.1)
+    finally:
+        consumer.close()
 
 
 def owned(worker: Worker, topic: str) -> set[int]:
@@ -81,7 +105,7 @@ async def test_each_worker_holds_its_share_of_every_topic_across_a_join_and_a_le
             retry_delays_s=[1, 2],
         )
         assert settings.kafka.group_protocol is GroupProtocol.CONSUMER  # the default
-        create_all_topics(settings, source_partitions=SOURCE_PARTITIONS)
+        await asyncio.to_thread(create_and_await_topics, settings)
         async with AsyncExitStack() as two:
             first = await two.enter_async_context(running_worker(settings))
             second = await two.enter_async_context(running_worker(settings))
@@ -109,7 +133,7 @@ async def test_the_classic_protocol_remains_a_choice(
         )
         kafka = dataclasses.replace(settings.kafka, group_protocol=GroupProtocol.CLASSIC)
         settings = dataclasses.replace(settings, kafka=kafka)
-        create_all_topics(settings, source_partitions=SOURCE_PARTITIONS)
+        await asyncio.to_thread(create_and_await_topics, settings)
         async with running_worker(settings) as worker:
             await balanced(settings, [worker])  # it joins and its retry tiers follow
             assert await asyncio.to_thread(group_type, settings) == "CLASSIC"
