@@ -37,6 +37,7 @@ from dispatcher.model import (
     DeliverySettings,
     Endpoint,
     EnvelopeFormat,
+    GroupProtocol,
     KafkaProtocol,
     KafkaSecurity,
     KafkaSettings,
@@ -60,6 +61,7 @@ _KAFKA_KEYS = (
     *("avro_schema", "avro_schemas", "deliveries_partitions", "replication_factor", "client"),
     *("security_protocol", "sasl_mechanism", "sasl_username", "sasl_password_env"),
     *("ssl_ca_file", "ssl_certificate_file", "ssl_key_file", "ssl_key_password_env"),
+    "group_protocol",
 )
 # [kafka] security key -> the librdkafka property it sets (a [kafka.client] entry for the
 # same property would be a second, conflicting answer).
@@ -103,8 +105,11 @@ _RESERVED_CLIENT_KEYS = frozenset(
     {
         *("bootstrap.servers", "group.id", "enable.auto.offset.store", "enable.idempotence"),
         *("acks", "enable.auto.commit", "partition.assignment.strategy", "group.protocol"),
+        "group.remote.assignor",
     }
 )
+# The consumer protocol (KIP-848) takes these from the broker; librdkafka refuses them.
+_CLASSIC_ONLY_CLIENT_KEYS = ("session.timeout.ms", "heartbeat.interval.ms")
 # confluent-kafka takes these as Python callables, never as strings from a file.
 _CALLBACK_CLIENT_KEYS = frozenset(
     {"error_cb", "logger", "stats_cb", "throttle_cb", "oauth_cb", "on_delivery", "on_commit"}
@@ -125,6 +130,7 @@ _Choice = TypeVar(
     LogFormat,
     LogLevel,
     Concurrency,
+    GroupProtocol,
 )
 _SHOWN_CHARS = 60
 _TYPE_NAMES = {
@@ -225,7 +231,23 @@ def _kafka(table: _Table, environ: Mapping[str, str]) -> KafkaSettings:
         replication_factor=table.integer("replication_factor", _KAFKA.replication_factor, 1, 32767),
         client_config=_client_config(table.table("client", allowed=None)),
         security=_kafka_security(table, environ),
+        group_protocol=_group_protocol(table),
     )
+
+
+def _group_protocol(table: _Table) -> GroupProtocol:
+    protocol = table.choice("group_protocol", GroupProtocol, _KAFKA.group_protocol)
+    client = table.data.get("client")
+    if protocol is GroupProtocol.CONSUMER and isinstance(client, dict):
+        for key in _CLASSIC_ONLY_CLIENT_KEYS:
+            if key in client:
+                raise table.error(
+                    "client",
+                    f"{key!r} is set by the broker with group_protocol = 'consumer'"
+                    " (group.consumer.session.timeout.ms, group.consumer.heartbeat.interval.ms);"
+                    " remove it, or set group_protocol = 'classic'",
+                )
+    return protocol
 
 
 def _kafka_security(table: _Table, environ: Mapping[str, str]) -> KafkaSecurity:

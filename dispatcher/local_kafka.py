@@ -46,6 +46,13 @@ POM = REPO_ROOT / "docker" / "kafka" / "pom.xml"
 DEFAULT_STATE_DIR = REPO_ROOT / ".kafka"
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 20.0
+# KIP-848 consumer groups (the worker's default protocol) take their session timeout and
+# heartbeat interval from the broker, not the client: 45 s and 5 s by default, and 45 s is
+# also the least a group may ask for. A development broker moves a killed member's partitions
+# after 6 s (the classic protocol's least, which the tests asked for) and tells members of a
+# new assignment within a second.
+CONSUMER_GROUP_SESSION_TIMEOUT_MS = 6_000
+CONSUMER_GROUP_HEARTBEAT_MS = 1_000
 
 
 # Brokers this process started, kept so their Popen objects are reaped, not garbage-collected
@@ -178,6 +185,10 @@ transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+group.consumer.session.timeout.ms={CONSUMER_GROUP_SESSION_TIMEOUT_MS}
+group.consumer.min.session.timeout.ms={CONSUMER_GROUP_SESSION_TIMEOUT_MS}
+group.consumer.heartbeat.interval.ms={CONSUMER_GROUP_HEARTBEAT_MS}
+group.consumer.min.heartbeat.interval.ms={CONSUMER_GROUP_HEARTBEAT_MS}
 auto.create.topics.enable=false
 log.retention.hours=6
 """

@@ -28,6 +28,13 @@ class Concurrency(enum.Enum):
     ADAPTIVE = "adaptive"  # follows latency and throttling answers, 1..max_in_flight
 
 
+class GroupProtocol(enum.Enum):
+    """How the worker's consumer group assigns partitions (docs/operations.md, "Group protocol")."""
+
+    CONSUMER = "consumer"  # KIP-848, broker-side `range`: each topic balanced over the members
+    CLASSIC = "classic"  # join/sync with cooperative-sticky: counts balanced over all topics
+
+
 class EnvelopeFormat(enum.Enum):
     JSON = "json"
     AVRO = "avro"  # schemaless binary, one schema file
@@ -123,6 +130,7 @@ class KafkaSettings:
     # of the repr: they may hold credentials (sasl.password, ssl.key.password).
     client_config: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    group_protocol: GroupProtocol = GroupProtocol.CONSUMER
 
     @property
     def deliveries_topic(self) -> str:

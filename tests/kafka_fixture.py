@@ -53,6 +53,11 @@ def testcontainers_broker() -> Iterator[str]:
         "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
         "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
         "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+        # As dispatcher.local_kafka's broker: the consumer-protocol group's session and heartbeat.
+        "KAFKA_GROUP_CONSUMER_SESSION_TIMEOUT_MS": "6000",
+        "KAFKA_GROUP_CONSUMER_MIN_SESSION_TIMEOUT_MS": "6000",
+        "KAFKA_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS": "1000",
+        "KAFKA_GROUP_CONSUMER_MIN_HEARTBEAT_INTERVAL_MS": "1000",
         "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
     }
     for name, value in env.items():

@@ -34,8 +34,8 @@ topic_prefix = "{kafka.topic_prefix}"
 deliveries_partitions = {kafka.deliveries_partitions}
 
 [kafka.client]
-# A killed worker's partitions move after 6 s (the broker's minimum), not 10: test time.
-"session.timeout.ms" = "6000"
+# A killed worker's partitions move after the broker's group.consumer.session.timeout.ms
+# (6 s on the local broker, dispatcher.local_kafka).
 "reconnect.backoff.max.ms" = "1000"
 
 [security]

@@ -212,8 +212,7 @@ def write_config(path: Path, settings: Settings, tables: list[dict[str, Any]]) -
         f'topic_prefix = "{kafka.topic_prefix}"',
         f"deliveries_partitions = {kafka.deliveries_partitions}",
         "",
-        "[kafka.client]",
-        '"session.timeout.ms" = "6000"  # a killed worker\'s partitions move sooner',
+        "[kafka.client]",  # others add client properties here (test_scale, test_worker_failures)
         "",
         "[security]",
         'allow_networks = ["127.0.0.0/8"]',

@@ -83,6 +83,8 @@ async def test_status_shows_members_rates_failures_dead_letters_and_the_lag_left
         (t, p) for t in (kafka.source_topics[0], kafka.deliveries_topic) for p in (0, 1)
     }
     assert running["group"]["state"] == "Stable"
+    # The consumer protocol (KIP-848) with the assignor the worker asks for.
+    assert (running["group"]["protocol"], running["group"]["assignor"]) == ("consumer", "range")
 
     assert stopped["group"]["state"] == "Empty"
     assert stopped["group"]["members"] == []
@@ -102,8 +104,8 @@ async def test_status_shows_members_rates_failures_dead_letters_and_the_lag_left
     assert left["total_lag"] == 17
     assert text.returncode == 0, text.stderr
     assert "lag (records past the committed offset): 17" in text.stdout
-    # No members: the broker names no assignor.
-    assert "group: Empty (classic), 0 members" in text.stdout
+    # No members: the broker names its default assignor, not the one the members asked for.
+    assert "group: Empty (consumer, uniform), 0 members" in text.stdout
 
 
 def test_an_unknown_group_is_an_empty_view_and_exit_0(

@@ -17,7 +17,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from dispatcher.model import KafkaSecurity, KafkaSettings
+from dispatcher.model import GroupProtocol, KafkaSecurity, KafkaSettings
 from dispatcher.secret import Secret
 
 log = logging.getLogger("dispatcher.kafka")
@@ -316,15 +316,12 @@ def consumer_config(
     config: dict[str, Any] = {
         **_common(kafka, reporter),
         "group.id": kafka.group_id,
-        "partition.assignment.strategy": "cooperative-sticky",
+        **group_protocol_properties(kafka.group_protocol),
         "auto.offset.reset": "earliest",
         # The worker commits watermarks itself, with the finished offsets above them in the
         # metadata; auto-commit would skip a commit whose offset did not move.
         "enable.auto.offset.store": False,
         "enable.auto.commit": False,
-        # A crashed worker's partitions move on after 10 s instead of librdkafka's 45 s.
-        "session.timeout.ms": 10_000,
-        "heartbeat.interval.ms": 2_000,
         "fetch.wait.max.ms": 50,
         "queued.max.messages.kbytes": 32768,
         # With the local queue full librdkafka waits this long before fetching again
@@ -333,6 +330,29 @@ def consumer_config(
     }
     config.update(dict(kafka.client_config))
     return config
+
+
+def group_protocol_properties(protocol: GroupProtocol) -> dict[str, Any]:
+    """How the group assigns partitions: each topic's partitions spread over all members, so
+    every worker gets its share of the deliveries (the expensive stage).
+
+    The consumer protocol (KIP-848) with the broker's `range` assignor balances each topic on
+    its own; its session timeout and heartbeat interval are the broker's
+    (group.consumer.session.timeout.ms, 45 s by default), and librdkafka refuses them here.
+    The classic protocol's cooperative-sticky balances the partition count over all topics
+    together: one worker could hold every source partition and another every deliveries
+    partition. Its session timeout is the client's: a crashed worker's partitions move on
+    after 10 s instead of librdkafka's 45 s.
+    """
+    if protocol is GroupProtocol.CONSUMER:
+        # The broker's default assignor (`uniform`) balances counts over all topics too.
+        return {"group.protocol": "consumer", "group.remote.assignor": "range"}
+    return {
+        "group.protocol": "classic",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "session.timeout.ms": 10_000,
+        "heartbeat.interval.ms": 2_000,
+    }
 
 
 def producer_config(

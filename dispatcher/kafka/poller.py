@@ -8,6 +8,10 @@ previous owner finished above its watermark); a revocation waits (bounded) for t
 release the partitions, whose final offsets are then committed synchronously before
 librdkafka lets them go. Lost partitions are released without a commit.
 
+Rebalances are incremental with either group protocol (clients.group_protocol_properties):
+the callbacks get only the partitions that change, and confluent-kafka then does the
+incremental assign or unassign itself; KIP-848's consumer protocol calls them the same way.
+
 Offsets are committed explicitly (auto-commit is off): librdkafka's auto-commit skips an
 offset equal to the committed one, which would drop new metadata while a slow record holds
 the watermark. A commit request only covers partitions still assigned when the thread runs

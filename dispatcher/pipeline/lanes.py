@@ -409,7 +409,10 @@ class Lane:
         if self._by_key:
             for key in [k for k, q in self._keyed.items() if not q]:
                 del self._keyed[key]
-            self._ready_keys = deque(k for k in self._ready_keys if k in self._keyed)
+            # In place: a running keyed runner holds this deque (a new one left it stale keys).
+            ready = [k for k in self._ready_keys if k in self._keyed]
+            self._ready_keys.clear()
+            self._ready_keys.extend(ready)
         stats = self._ctx.stats
         stats.buffered -= dropped
         stats.abandoned += dropped

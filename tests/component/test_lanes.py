@@ -4,6 +4,7 @@ on the wire at revocation, a dead letter the broker refuses."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 from dispatcher.codec import decode_dead_letter, decode_outcome
@@ -372,3 +373,32 @@ async def test_a_deferred_delivery_past_its_retry_window_is_dead_lettered() -> N
     assert letter["reason"] == "retry window of 60 s exceeded: HTTP 503"
     assert letter["attempts"] == 1
     assert not [p for p in producer.pending if p.topic.startswith("wh.retry.")]
+
+
+async def test_a_revocation_while_keys_wait_leaves_the_keyed_runner_nothing_stale() -> None:
+    # drop() once replaced the ready-keys queue that a running keyed runner still held: after
+    # its request it took a dropped key from the old queue and failed the worker (KeyError).
+    sender = FakeSender()
+    producer = FakeProducer()
+    keyed = Endpoint("ep", "http://127.0.0.1:9/hooks/ep", (b"k" * 24,), ("*",), max_in_flight=1)
+    keyed = dataclasses.replace(keyed, ordering=Ordering.KEY)
+    lane, ctx, supervisor = lane_for(sender, producer, DeliverySettings(), keyed)
+    part = PartitionState("wh.deliveries", 0)
+    for offset, key in enumerate([b"a", b"b", b"c"]):
+        part.take(offset)
+        part.buffered += 1
+        ctx.stats.buffered += 1
+        meta = DeliveryMeta(f"evt-{offset}", "order.created", 0, key, "events/0/1", 0)
+        lane.submit(Delivery(part, offset, b'{"id":"x"}', meta))
+    await sender.wait_for_requests(1)  # key a on the wire, keys b and c ready
+
+    lane.drop(part)  # as the worker releases a partition: queued work first, then revoke
+    revoking = asyncio.create_task(part.revoke(grace_s=3600.0))
+    await asyncio.sleep(0)  # let the revocation start: it waits for the request
+    sender.requests[0].answer.set_result(status(204))
+    await asyncio.wait_for(revoking, BOUND_S)
+    await asyncio.wait_for(asyncio.gather(*ctx.tasks), BOUND_S)
+
+    assert not supervisor.failed.done()
+    assert len(sender.requests) == 1
+    assert lane.idle
