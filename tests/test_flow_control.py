@@ -28,9 +28,6 @@ from dispatcher.receiver import Behaviour, Received, RecordingReceiver
 from tests.pipeline_harness import build_settings, create_all_topics, endpoint, running_worker
 
 WAIT_S = 60  # a bound on waits that end in seconds when the code works
-# Members learn of a rebalance at their next heartbeat (2 s by default): sooner here, so the
-# endpoint's partition moves within the test's few seconds.
-FAST_REBALANCE = (("heartbeat.interval.ms", "200"),)
 
 
 def events(count: int, seed: str) -> Iterator[SourceRecord]:
@@ -189,8 +186,9 @@ def hand_over_settings(
 
     tables = [table(e, rate_limit_per_s=HAND_RATE, burst=HAND_BURST) for e in RATE_IDS]
     tables += [table(e, max_in_flight=HELD_MAX_IN_FLIGHT) for e in HELD_IDS]
-    settings = build_settings(bootstrap, unique_name, tables, partitions=2)
-    return with_client(settings, FAST_REBALANCE)
+    # Members learn of a rebalance at their next heartbeat: the test broker's is 1 s
+    # (group.consumer.heartbeat.interval.ms, local_kafka.py), so the partitions move in seconds.
+    return build_settings(bootstrap, unique_name, tables, partitions=2)
 
 
 async def test_rate_burst_and_max_in_flight_hold_across_a_hand_over(
