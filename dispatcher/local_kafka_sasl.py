@@ -65,9 +65,10 @@ def write_listener_files(directory: Path) -> ListenerFiles:
     return files
 
 
-def _builder(
+def certificate_builder(
     subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePublicKey
 ) -> x509.CertificateBuilder:
+    """A certificate valid from 5 minutes ago for CERTIFICATE_VALIDITY (tests use it too)."""
     now = datetime.datetime.now(datetime.UTC)
     return (
         x509.CertificateBuilder()
@@ -93,7 +94,7 @@ def _ca_certificate(name: x509.Name, key: ec.EllipticCurvePrivateKey) -> x509.Ce
         decipher_only=False,
     )
     builder = (
-        _builder(name, name, key.public_key())
+        certificate_builder(name, name, key.public_key())
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(usage, critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
@@ -107,7 +108,7 @@ def _server_certificate(
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     names = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
     builder = (
-        _builder(subject, ca_name, key.public_key())
+        certificate_builder(subject, ca_name, key.public_key())
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)

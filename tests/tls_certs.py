@@ -5,7 +5,6 @@ Generated with the `cryptography` package into a directory; nothing here touches
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from dispatcher.local_kafka_sasl import certificate_builder
 
 _KeyPair = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
 
@@ -58,7 +59,7 @@ def make_pki(directory: Path) -> Pki:
 def _ca(name: str) -> _KeyPair:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    builder = _builder(subject, subject, key.public_key()).add_extension(
+    builder = certificate_builder(subject, subject, key.public_key()).add_extension(
         x509.BasicConstraints(ca=True, path_length=0), critical=True
     )
     builder = builder.add_extension(
@@ -85,7 +86,7 @@ def _leaf(issuer: _KeyPair, name: str, usage: x509.ObjectIdentifier) -> _KeyPair
     issuer_cert, issuer_key = issuer
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    builder = _builder(subject, issuer_cert.subject, key.public_key())
+    builder = certificate_builder(subject, issuer_cert.subject, key.public_key())
     builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
     builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     builder = builder.add_extension(
@@ -98,21 +99,6 @@ def _leaf(issuer: _KeyPair, name: str, usage: x509.ObjectIdentifier) -> _KeyPair
         ]
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     return builder.sign(issuer_key, hashes.SHA256()), key
-
-
-def _builder(
-    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey
-) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-    )
 
 
 def _pem(cert: x509.Certificate) -> bytes:

@@ -7,17 +7,14 @@ records it like any other. `DeliveryProducer` writes it and waits for the acknow
 
 from __future__ import annotations
 
-import threading
 import uuid
 from dataclasses import dataclass
 
 import orjson
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from dispatcher.dlq import DeliveryRecord
 from dispatcher.endpoints.record import iso
-from dispatcher.errors import KafkaUnavailableError
-from dispatcher.kafka.clients import producer_config
+from dispatcher.kafka.acked import AckedProducer
 from dispatcher.model import KafkaSettings
 from dispatcher.records import delivery_headers
 
@@ -57,40 +54,13 @@ class DeliveryProducer:
 
     def __init__(self, kafka: KafkaSettings) -> None:
         self._topic = kafka.deliveries_topic
-        config = producer_config(kafka)
-        config["linger.ms"] = 0
-        try:
-            self._producer = Producer(config)
-        except KafkaException as exc:
-            raise KafkaUnavailableError(f"cannot create a Kafka producer: {exc}") from None
-        self._lock = threading.Lock()
+        self._producer = AckedProducer(kafka, ACK_TIMEOUT_S)
 
     def send(self, record: DeliveryRecord) -> Written:
-        acked: list[tuple[KafkaError | None, int, int]] = []
-
-        def on_delivery(error: KafkaError | None, message: Message) -> None:
-            acked.append((error, message.partition() or 0, message.offset() or 0))
-
-        with self._lock:
-            try:
-                self._producer.produce(
-                    self._topic,
-                    record.value,
-                    record.key,
-                    headers=record.headers,
-                    on_delivery=on_delivery,
-                )
-            except (KafkaException, BufferError) as exc:
-                raise KafkaUnavailableError(f"writing to {self._topic}: {exc}") from None
-            self._producer.flush(ACK_TIMEOUT_S)
-        if not acked:
-            raise KafkaUnavailableError(
-                f"writing to {self._topic}: no acknowledgement within {ACK_TIMEOUT_S:g} s"
-            )
-        error, partition, offset = acked[0]
-        if error is not None:
-            raise KafkaUnavailableError(f"writing to {self._topic}: {error.str()}")
+        partition, offset = self._producer.write(
+            self._topic, record.key, record.value, record.headers
+        )
         return Written(partition, offset)
 
     def close(self) -> None:
-        self._producer.flush(ACK_TIMEOUT_S)
+        self._producer.close()

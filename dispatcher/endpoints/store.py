@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._metadata import PartitionMetadata  # admin has it, but no __all__
 
@@ -20,7 +19,8 @@ from dispatcher.egress import EgressPolicy
 from dispatcher.endpoints.catalog import CatalogBuilder, Rejected, Snapshot
 from dispatcher.endpoints.record import EndpointRecord, encode_record
 from dispatcher.errors import KafkaUnavailableError
-from dispatcher.kafka.clients import admin_config, consumer_config, producer_config
+from dispatcher.kafka.acked import AckedProducer
+from dispatcher.kafka.clients import admin_config, consumer_config
 from dispatcher.model import Endpoint, KafkaSettings
 from dispatcher.secret_box import SecretBox
 
@@ -34,12 +34,7 @@ class EndpointStore:
 
     def __init__(self, kafka: KafkaSettings, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.topic = kafka.endpoints_topic
-        self._bootstrap = kafka.bootstrap_servers
-        self._timeout_s = timeout_s
-        config = producer_config(kafka)
-        config["linger.ms"] = 0
-        self._producer = Producer(config)
-        self._lock = threading.Lock()  # one write at a time: flush waits for all
+        self._producer = AckedProducer(kafka, timeout_s)
         # Secrets at rest: sealed with AES-GCM when DISPATCHER_SECRET_KEYS is set.
         self._box = SecretBox.from_env(os.environ)
 
@@ -60,31 +55,11 @@ class EndpointStore:
         return self._produce(endpoint_id, None)
 
     def _produce(self, endpoint_id: str, value: bytes | None) -> tuple[int, int]:
-        acked: list[tuple[KafkaError | None, int, int]] = []
-
-        def on_delivery(error: KafkaError | None, message: Message) -> None:
-            acked.append((error, message.partition() or 0, message.offset() or 0))
-
-        with self._lock:
-            try:
-                self._producer.produce(
-                    self.topic, value, endpoint_id.encode(), on_delivery=on_delivery
-                )
-            except (KafkaException, BufferError) as exc:
-                raise KafkaUnavailableError(f"writing endpoint {endpoint_id!r}: {exc}") from exc
-            self._producer.flush(self._timeout_s)
-        if not acked:
-            raise KafkaUnavailableError(
-                f"writing endpoint {endpoint_id!r}: no acknowledgement from "
-                f"{self._bootstrap} within {self._timeout_s:g} s"
-            )
-        error, partition, offset = acked[0]
-        if error is not None:
-            raise KafkaUnavailableError(f"writing endpoint {endpoint_id!r}: {error.str()}")
-        return partition, offset
+        what = f"endpoint {endpoint_id!r}"
+        return self._producer.write(self.topic, endpoint_id.encode(), value, what=what)
 
     def close(self) -> None:
-        self._producer.flush(self._timeout_s)
+        self._producer.close()
 
 
 @dataclass(frozen=True, slots=True)
