@@ -93,17 +93,21 @@ def shares(settings: Settings, workers: list[Worker]) -> list[tuple[int, int]]:
     ]
 
 
+def one_endpoint(bootstrap: str, unique_name: Callable[[str], str], url: str) -> Settings:
+    return build_settings(
+        bootstrap,
+        unique_name,
+        [endpoint("e", url, ["*"])],
+        partitions=DELIVERIES_PARTITIONS,
+        retry_delays_s=[1, 2],
+    )
+
+
 async def test_each_worker_holds_its_share_of_every_topic_across_a_join_and_a_leave(
     kafka_bootstrap: str, unique_name: Callable[[str], str]
 ) -> None:
     async with ScriptedReceiver() as receiver:
-        settings = build_settings(
-            kafka_bootstrap,
-            unique_name,
-            [endpoint("e", receiver.url, ["*"])],
-            partitions=DELIVERIES_PARTITIONS,
-            retry_delays_s=[1, 2],
-        )
+        settings = one_endpoint(kafka_bootstrap, unique_name, receiver.url)
         assert settings.kafka.group_protocol is GroupProtocol.CONSUMER  # the default
         await asyncio.to_thread(create_and_await_topics, settings)
         async with AsyncExitStack() as two:
@@ -124,13 +128,7 @@ async def test_the_classic_protocol_remains_a_choice(
     kafka_bootstrap: str, unique_name: Callable[[str], str]
 ) -> None:
     async with ScriptedReceiver() as receiver:
-        settings = build_settings(
-            kafka_bootstrap,
-            unique_name,
-            [endpoint("e", receiver.url, ["*"])],
-            partitions=DELIVERIES_PARTITIONS,
-            retry_delays_s=[1, 2],
-        )
+        settings = one_endpoint(kafka_bootstrap, unique_name, receiver.url)
         kafka = dataclasses.replace(settings.kafka, group_protocol=GroupProtocol.CLASSIC)
         settings = dataclasses.replace(settings, kafka=kafka)
         await asyncio.to_thread(create_and_await_topics, settings)
