@@ -281,12 +281,16 @@ def _timeout_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _configure_logging(level: str) -> None:
+    root = logging.getLogger()
+    before = list(root.handlers)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from dispatcher.kafka.clients import quiet_librdkafka_lines
 
     # Also on the handler: clients given their own logger bypass dispatcher.librdkafka's filter.
-    for handler in logging.getLogger().handlers:
-        quiet_librdkafka_lines(handler)
+    # Only on the handler made here: a host's own handlers (a test runner's) stay as they are.
+    for handler in root.handlers:
+        if handler not in before:
+            quiet_librdkafka_lines(handler)
 
 
 def main(argv: list[str] | None = None) -> int:
