@@ -139,19 +139,31 @@ def publish(
     return acked[0]
 
 
+NEW_TOPIC_SETTLE_S = 2.0
+
+
 def _check_topic(
     producer: Producer, reporter: KafkaErrorReporter, topic: str, timeout_s: float
 ) -> None:
     bootstrap = reporter.bootstrap_servers
-    try:
-        metadata = producer.list_topics(topic, timeout=timeout_s)
-    except KafkaException as exc:
-        producer.poll(0)  # serves the error callbacks: the reporter learns if a broker refused us
-        refusal = reporter.recent_refusal(timeout_s)
-        raise KafkaUnavailableError(unreachable_message(bootstrap, timeout_s, refusal)) from exc
-    found = metadata.topics.get(topic)
-    error = found.error if found is not None else None
-    if found is None or (error is not None and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+    # A topic created a moment ago may be unknown to the broker we ask for a little while.
+    settle_until = time.monotonic() + min(NEW_TOPIC_SETTLE_S, timeout_s)
+    while True:
+        try:
+            metadata = producer.list_topics(topic, timeout=timeout_s)
+        except KafkaException as exc:
+            producer.poll(0)  # serves the error callbacks: the reporter learns of a refusal
+            refusal = reporter.recent_refusal(timeout_s)
+            raise KafkaUnavailableError(unreachable_message(bootstrap, timeout_s, refusal)) from exc
+        found = metadata.topics.get(topic)
+        error = found.error if found is not None else None
+        unknown = found is None or (
+            error is not None and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+        )
+        if not unknown or time.monotonic() >= settle_until:
+            break
+        time.sleep(0.1)  # metadata propagation has no event to wait on
+    if unknown:
         raise DispatcherError(
             f"topic {topic} does not exist at {bootstrap}: create it"
             " (dispatcher topics --config FILE --source-partitions N) or give another --topic"
