@@ -6,7 +6,14 @@ import pytest
 
 from dispatcher.limits import HostConcurrency
 from dispatcher.model import Endpoint
-from dispatcher.pipeline.hosts import MIN_STALL_S, STALL_FACTOR, HostSlots, slots_by_endpoint
+from dispatcher.pipeline.hosts import (
+    MIN_STALL_S,
+    PEAK_HALF_LIFE_S,
+    STALL_FACTOR,
+    UNANSWERED_STALL_S,
+    HostSlots,
+    slots_by_endpoint,
+)
 
 
 def test_a_slow_host_at_steady_latency_grows_to_its_ceiling() -> None:
@@ -119,8 +126,9 @@ async def test_a_request_held_past_the_stall_time_gives_its_slot_to_a_waiter() -
 
 
 def test_only_answered_requests_teach_the_stall_time() -> None:
-    slots = HostSlots(HostConcurrency(floor=4, ceiling=4), StepClock())
-    assert slots.stall_s == MIN_STALL_S
+    clock = StepClock()
+    slots = HostSlots(HostConcurrency(floor=4, ceiling=4), clock)
+    assert slots.stall_s == UNANSWERED_STALL_S  # starting up: only a long wait is a hang
     for _ in range(200):
         slots._held[-1] = 0.0  # a lease as `acquire` makes it, without a loop
         slots.in_flight += 1
@@ -130,3 +138,36 @@ def test_only_answered_requests_teach_the_stall_time() -> None:
     slots.in_flight += 1
     slots.release(-1, None)  # a timeout: no latency to learn from
     assert slots.stall_s == pytest.approx(STALL_FACTOR * 0.5, rel=0.01)
+
+
+def _answered(slots: HostSlots, latency_s: float) -> None:
+    slots._held[-1] = 0.0
+    slots.in_flight += 1
+    slots.release(-1, latency_s)
+
+
+def test_the_stall_time_follows_the_slowest_recent_answer_not_the_average() -> None:
+    # A saturated loop delays every request in flight at once: one slow stretch among
+    # fast answers must not make the next slow stretch look like hangs.
+    clock = StepClock()
+    slots = HostSlots(HostConcurrency(floor=4, ceiling=4), clock)
+    for _ in range(100):
+        _answered(slots, 0.002)
+    _answered(slots, 0.080)  # our loop was busy for 80 ms
+    for _ in range(100):
+        _answered(slots, 0.002)
+    assert slots.stall_s == pytest.approx(STALL_FACTOR * 0.080, rel=0.01)
+    clock.now += PEAK_HALF_LIFE_S  # the peak halves with time, not with the answers
+    assert slots.stall_s == pytest.approx(STALL_FACTOR * 0.040, rel=0.01)
+    clock.now += 20 * PEAK_HALF_LIFE_S
+    assert slots.stall_s == MIN_STALL_S
+
+
+def test_a_steady_latency_keeps_the_stall_time_after_the_peak_decays() -> None:
+    clock = StepClock()
+    slots = HostSlots(HostConcurrency(floor=4, ceiling=4), clock)
+    _answered(slots, 0.4)
+    for _ in range(50):
+        clock.now += 0.5
+        _answered(slots, 0.1)
+    assert slots.stall_s == pytest.approx(STALL_FACTOR * 0.1, rel=0.01)
