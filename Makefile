@@ -14,7 +14,7 @@ help:
 	@echo "make run         the demo: local broker, receiver, sample events, dispatcher (Ctrl-C stops; ARGS=--help)"
 	@echo "make test        the whole suite against a real local Kafka broker"
 	@echo "make lint        ruff and mypy"
-	@echo "make bench       load tests with baselines (BENCH=quick|full)"
+	@echo "make bench       load tests with baselines (BENCH=quick|full, or scale|backlog alone at full size)"
 	@echo "make kafka-up / kafka-down   a local broker for your own use"
 
 system-deps:
@@ -82,8 +82,13 @@ run: kafka-jars
 bench-deps:
 	@bash benchmarks/install_deps.sh
 
+# BENCH=scale: that workload alone at its full size; BENCH=backlog: the 1M-event backlog
+# with fast-sink before it (its drain rate is compared with fast-sink's of the same run).
+BENCH_ARGS = --profile $(BENCH)
+BENCH_ARGS_scale = --profile full --only scale
+BENCH_ARGS_backlog = --profile full --only fast-sink backlog
 bench: kafka-jars bench-deps
-	$(PY) -m benchmarks.run --profile $(BENCH)
+	$(PY) -m benchmarks.run $(or $(BENCH_ARGS_$(BENCH)),$(BENCH_ARGS))
 
 # The deployment files, checked without a Docker engine or a cluster (docs/operations.md).
 deploy-check: setup

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.procs import ProcSample, sample_tree, stop_process
+from benchmarks.procs import ProcSample, TreeUsage, descendants, read_stats, stop_process
 
 STOP_TIMEOUT_S = 30.0  # the dispatcher's own shutdown grace is 10 s by default
 TOPICS_TIMEOUT_S = 120.0
@@ -130,6 +130,8 @@ class RunningDispatcher:
         self._proc = subprocess.Popen(
             cmd, stdout=self._log_file, stderr=subprocess.STDOUT, env=_env(bootstrap)
         )
+        # With --workers N the process started is the supervisor, its children the workers.
+        self._usage = TreeUsage(self._proc.pid, supervised=workers > 1)
 
     @property
     def pid(self) -> int:
@@ -139,8 +141,10 @@ class RunningDispatcher:
         return self._proc.poll() is None
 
     def sample(self) -> ProcSample:
-        """CPU seconds and peak RSS of the dispatcher and its worker processes, if any."""
-        return sample_tree(self._proc.pid)
+        """Read the dispatcher's process tree now; its CPU seconds and peak RSS per worker
+        over every reading so far (a worker restarted in between is still counted)."""
+        self._usage.add(read_stats(descendants(self._proc.pid)))
+        return self._usage.sample()
 
     def stop(self) -> int | None:
         """SIGTERM, then the exit code (None if it had to be killed)."""

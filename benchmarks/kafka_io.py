@@ -6,6 +6,8 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import NamedTuple
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -26,27 +28,38 @@ class BrokerMissing(RuntimeError):
     """The broker named by KAFKA_BOOTSTRAP_SERVERS does not answer, or none could start."""
 
 
+class BrokerRef(NamedTuple):
+    bootstrap: str
+    source: str  # where the address came from
+    log_dir: Path | None  # the broker's data on this machine, when it is a local broker
+
+
+def _log_dir(info: local_kafka.BrokerInfo) -> Path:
+    return Path(info.data_dir) / "log"  # log.dirs of local_kafka's server.properties
+
+
 @contextlib.contextmanager
-def broker() -> Iterator[tuple[str, str]]:
-    """(bootstrap servers, where they came from) for one benchmark run.
+def broker() -> Iterator[BrokerRef]:
+    """The broker of one benchmark run.
 
     KAFKA_BOOTSTRAP_SERVERS, else the broker `make kafka-up` started, else a local broker
     started for this run and stopped after it.
     """
     given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if given:
-        yield given, "KAFKA_BOOTSTRAP_SERVERS"
-        return
     running = local_kafka.running_broker()
+    if given:
+        log_dir = _log_dir(running) if running and running.bootstrap == given else None
+        yield BrokerRef(given, "KAFKA_BOOTSTRAP_SERVERS", log_dir)
+        return
     if running:
-        yield running.bootstrap, "make kafka-up"
+        yield BrokerRef(running.bootstrap, "make kafka-up", _log_dir(running))
         return
     try:
         info = local_kafka.start_broker()
     except local_kafka.LocalKafkaError as exc:
         raise BrokerMissing(f"no Kafka broker and none could start: {exc}") from None
     try:
-        yield info.bootstrap, "started for this run"
+        yield BrokerRef(info.bootstrap, "started for this run", _log_dir(info))
     finally:
         local_kafka.stop_broker(info)
 
@@ -69,18 +82,41 @@ def create_topic(bootstrap: str, name: str, partitions: int) -> None:
     futures[name].result(timeout=ADMIN_TIMEOUT_S)
 
 
+def of_prefixes(topic: str, prefixes: Iterable[str]) -> bool:
+    """A topic of a workload: named by one of its prefixes, or `<prefix>.<something>`."""
+    return any(topic == p or topic.startswith(p + ".") for p in prefixes)
+
+
 def delete_topics_with_prefix(bootstrap: str, prefixes: Iterable[str]) -> None:
     """Best effort: a benchmark's topics are of no use after it."""
     client = admin(bootstrap)
     names = [
-        t
-        for t in client.list_topics(timeout=ADMIN_TIMEOUT_S).topics
-        if any(t == p or t.startswith(p + ".") for p in prefixes)
+        t for t in client.list_topics(timeout=ADMIN_TIMEOUT_S).topics if of_prefixes(t, prefixes)
     ]
     if names:
         for future in client.delete_topics(names).values():
             with contextlib.suppress(KafkaException):
                 future.result(timeout=ADMIN_TIMEOUT_S)
+
+
+def topics_disk_bytes(log_dir: Path, prefixes: Iterable[str]) -> int:
+    """Bytes a broker keeps on disk for the topics of these prefixes: the blocks of the
+    files in its partition directories (`<topic>-<partition>`) under its log directory.
+    Blocks, not sizes: Kafka preallocates its index files sparsely."""
+    wanted = list(prefixes)
+    total = 0
+    for part in log_dir.iterdir():
+        topic, _, number = part.name.rpartition("-")
+        if number.isdigit() and of_prefixes(topic, wanted):
+            total += sum(_disk_bytes(f) for f in part.iterdir())
+    return total
+
+
+def _disk_bytes(path: Path) -> int:
+    try:
+        return path.stat().st_blocks * 512  # st_blocks counts 512-byte units (stat(2))
+    except OSError:  # a segment deleted meanwhile
+        return 0
 
 
 def fast_producer(bootstrap: str) -> Producer:

@@ -11,10 +11,20 @@ from benchmarks.accounting import Counts, Receipt
 from benchmarks.events import seq_of
 from benchmarks.plan import Plan
 from benchmarks.procs import ProcSample
-from benchmarks.results import FailureResult, LatencyRun, Resources, Throughput, WorkloadResult
+from benchmarks.results import (
+    BacklogFigures,
+    FailureResult,
+    LatencyRun,
+    Resources,
+    ScaleFigures,
+    Throughput,
+    WorkloadResult,
+)
+from benchmarks.scaling import backlog_figures, scale_figures
 from benchmarks.sinks import Sink
 from benchmarks.sinks.nginx import NginxSink
 from benchmarks.sinks.receiver import ReceiverSink
+from benchmarks.workloads import RSS_TARGET_BYTES
 
 DUPLICATE_EXAMPLES = 5
 
@@ -31,6 +41,9 @@ class Context:
     ceiling_per_s: float | None
     naive_per_s: float | None
     fast_sink_per_s: float | None = None  # set once fast-sink ran in this run
+    one_worker: Throughput | None = None  # set once the scale workload's 1-worker run ran
+    cores: int = 1
+    broker_log_dir: Path | None = None  # the broker's data on this machine, when known
 
 
 @dataclass
@@ -46,6 +59,7 @@ class Observation:
     latency_sent: dict[str, float] = field(default_factory=dict)
     exit_code: int | None = None
     log_tail: str = ""
+    broker_disk_bytes: int | None = None  # the workload's topics, read before deletion
 
 
 def throughput(expected: set[acc.Pair], receipts: list[Receipt], started: float) -> Throughput:
@@ -78,7 +92,31 @@ def resources(obs: Observation, delivered: int) -> Resources | None:
         cpu_s_per_1k_after_first=after_first,
         peak_rss_bytes=max(obs.peak_rss_bytes, obs.sample.peak_rss_bytes),
         processes=len(obs.sample.pids),
+        cpu_s_parent=obs.sample.parent_cpu_s,
+        peak_rss_bytes_parent=obs.sample.parent_peak_rss_bytes,
+        worker_processes=obs.sample.worker_processes,
+        readings=obs.sample.readings,
     )
+
+
+def scale_and_backlog(
+    plan: Plan, ctx: Context, tput: Throughput, res: Resources | None, obs: Observation
+) -> tuple[ScaleFigures | None, BacklogFigures | None]:
+    w = plan.workload
+    scale = None
+    if w.worker_counts:
+        scale = scale_figures(w.workers, ctx.cores, tput, ctx.one_worker)
+    backlog = None
+    if w.backlog:
+        backlog = backlog_figures(
+            events=plan.size.events,
+            drain_per_s=tput.deliveries_per_s,
+            fast_sink_per_s=ctx.fast_sink_per_s,
+            peak_rss_bytes=res.peak_rss_bytes if res else 0,
+            rss_target_bytes=RSS_TARGET_BYTES,
+            broker_disk_bytes=obs.broker_disk_bytes,
+        )
+    return scale, backlog
 
 
 def latency_run(plan: Plan, sink: Sink, obs: Observation) -> LatencyRun | None:
@@ -159,6 +197,8 @@ def summarize(plan: Plan, sink: Sink, ctx: Context, obs: Observation) -> Workloa
     violations = None
     if lane_of is not None:
         violations = acc.order_violations(receipts, lane_of, seq_of)
+    res = resources(obs, counts.distinct)
+    scale, backlog = scale_and_backlog(plan, ctx, tput, res, obs)
     failures = [*obs.failures, *_failures(plan, counts, lat, dlq)]
     if fig is not None:
         failures += [p for p in fig.counts.problems() if not p.startswith("lost")]
@@ -166,6 +206,7 @@ def summarize(plan: Plan, sink: Sink, ctx: Context, obs: Observation) -> Workloa
         failures.append(f"{violations} deliveries out of order")
     return WorkloadResult(
         name=w.name,
+        run_name=w.run_name,
         shows=w.shows,
         status="FAILED" if failures else "ok",
         failures=tuple(failures),
@@ -183,12 +224,14 @@ def summarize(plan: Plan, sink: Sink, ctx: Context, obs: Observation) -> Workloa
         ratio_to_ceiling=acc.ratio(tput.deliveries_per_s, ctx.ceiling_per_s),
         ratio_to_naive=acc.ratio(tput.deliveries_per_s, ctx.naive_per_s),
         ratio_to_theoretical=acc.ratio(tput.deliveries_per_s, w.theoretical_rate),
-        resources=resources(obs, counts.distinct),
+        resources=res,
         latency=lat,
         exit_code=obs.exit_code,
         duplicate_examples=tuple(acc.repeated(receipts, DUPLICATE_EXAMPLES)),
         log_tail=obs.log_tail if failures else "",
         failures_workload=fig,
+        scale=scale,
+        backlog=backlog,
     )
 
 
@@ -199,6 +242,7 @@ def broken(plan: Plan, reason: str) -> WorkloadResult:
     expected = w.expected_deliveries(plan.size)
     return WorkloadResult(
         name=w.name,
+        run_name=w.run_name,
         shows=w.shows,
         status="FAILED",
         failures=(reason,),

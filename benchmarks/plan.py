@@ -23,7 +23,7 @@ class Plan:
     @property
     def prefix(self) -> str:
         """Event ids of the throughput phase are `<prefix>-<seq>`."""
-        return f"{self.run_tag}-{self.workload.name}"
+        return f"{self.run_tag}-{self.workload.run_name}"
 
     @property
     def latency_prefix(self) -> str:

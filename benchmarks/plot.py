@@ -1,5 +1,5 @@
-"""The PNG beside the results file: throughput per workload against the ceiling, and
-end-to-end latency percentiles."""
+"""The PNG beside the results file: throughput per workload and per worker count (scale)
+against the ceiling, and end-to-end latency percentiles."""
 
 from __future__ import annotations
 
@@ -11,12 +11,38 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
-from benchmarks.results import RunResult, WorkloadResult
+from benchmarks.results import RunResult, WorkloadResult, label
+
+SCALE_COLORS = ("tab:purple", "tab:orange", "tab:brown", "tab:pink", "tab:olive")
 
 
 def _label(w: WorkloadResult) -> str:
-    label = w.name if w.workers == 1 else f"{w.name} x{w.workers}w"
-    return label if w.status == "ok" else f"{label} (FAILED)"
+    return label(w) if w.status == "ok" else f"{label(w)} (FAILED)"
+
+
+def _color(w: WorkloadResult, index: int) -> str:
+    if w.status != "ok":
+        return "tab:red"
+    return SCALE_COLORS[index % len(SCALE_COLORS)] if w.scale is not None else "tab:blue"
+
+
+def _note(w: WorkloadResult) -> str:
+    """Above a bar: a scale run's ratio to one worker, the backlog's peak RSS per worker."""
+    if w.scale is not None and w.scale.ratio_to_one_worker is not None:
+        return f"x{w.scale.ratio_to_one_worker:.2f}" + (" *" if w.scale.remark else "")
+    if w.backlog is not None:
+        return f"rss {w.backlog.peak_rss_bytes / 2**20:.0f} MB"
+    return ""
+
+
+def _annotate(ax: Axes, result: RunResult, rates: list[float]) -> None:
+    for i, w in enumerate(result.workloads):
+        note = _note(w)
+        if note:
+            ax.annotate(note, (i, rates[i]), ha="center", va="bottom", fontsize="small")
+    remarks = {w.scale.remark for w in result.workloads if w.scale is not None and w.scale.remark}
+    if remarks:
+        ax.set_xlabel("* " + "; ".join(sorted(remarks)), fontsize="small")
 
 
 def _rate(value: object) -> float | None:
@@ -26,8 +52,10 @@ def _rate(value: object) -> float | None:
 def _throughput(ax: Axes, result: RunResult) -> None:
     names = [_label(w) for w in result.workloads]
     rates = [w.throughput.deliveries_per_s if w.throughput else 0.0 for w in result.workloads]
-    colors = ["tab:blue" if w.status == "ok" else "tab:red" for w in result.workloads]
+    scale_index = {w.workers: k for k, w in enumerate(x for x in result.workloads if x.scale)}
+    colors = [_color(w, scale_index.get(w.workers, 0)) for w in result.workloads]
     ax.bar(names, rates, color=colors)
+    _annotate(ax, result, rates)
     ceiling = _rate(result.baselines.ceiling.get("requests_per_s"))
     naive = _rate(result.baselines.naive.get("deliveries_per_s"))
     if ceiling:

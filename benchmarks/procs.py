@@ -7,8 +7,12 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
+
+from benchmarks.usage import ProcSample, ProcStat, TreeUsage
+
+__all__ = ["ProcSample", "ProcStat", "TreeUsage", "read_stats", "sample_tree"]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -51,15 +55,6 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int, timeout_s: float) -> i
     return proc.returncode
 
 
-@dataclass(frozen=True, slots=True)
-class ProcSample:
-    """CPU seconds of a process tree and the highest peak RSS (VmHWM) of its members."""
-
-    pids: tuple[int, ...]
-    cpu_s: float
-    peak_rss_bytes: int
-
-
 def _stat_fields(pid: int) -> list[str] | None:
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
@@ -69,10 +64,7 @@ def _stat_fields(pid: int) -> list[str] | None:
     return raw[raw.rindex(")") + 2 :].split()
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = _stat_fields(pid)
-    if fields is None:
-        return 0.0
+def _cpu_seconds(fields: list[str]) -> float:
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
     return (utime + stime) / CLOCK_TICKS
 
@@ -89,7 +81,8 @@ def peak_rss_bytes(pid: int) -> int:
 
 
 def descendants(pid: int) -> list[int]:
-    """pid and every live process below it."""
+    """pid and every live process below it, from the parent pid of every process in /proc
+    (/proc/<pid>/task/<tid>/children needs a kernel option that not every kernel has)."""
     parents: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -104,10 +97,18 @@ def descendants(pid: int) -> list[int]:
     return tree
 
 
-def sample_tree(pid: int) -> ProcSample:
-    pids = descendants(pid)
-    return ProcSample(
-        pids=tuple(pids),
-        cpu_s=sum(cpu_seconds(p) for p in pids),
-        peak_rss_bytes=max((peak_rss_bytes(p) for p in pids), default=0),
-    )
+def read_stats(pids: Iterable[int]) -> list[ProcStat]:
+    """The CPU seconds and VmHWM of each pid still there (one that exited is left out)."""
+    stats = []
+    for pid in pids:
+        fields = _stat_fields(pid)
+        if fields is not None:
+            stats.append(ProcStat(pid, _cpu_seconds(fields), peak_rss_bytes(pid)))
+    return stats
+
+
+def sample_tree(pid: int, supervised: bool = False) -> ProcSample:
+    """One reading of pid's process tree (see TreeUsage for `supervised`)."""
+    usage = TreeUsage(pid, supervised)
+    usage.add(read_stats(descendants(pid)))
+    return usage.sample()

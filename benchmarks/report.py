@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks.results import FailureResult, RunResult, WorkloadResult
+from benchmarks.results import FailureResult, RunResult, WorkloadResult, label
 
 COLUMNS = (
     ("workload", 17),
@@ -37,7 +37,7 @@ def row(w: WorkloadResult) -> list[str]:
     tput, res = w.throughput, w.resources
     lat = w.latency.latency_s if w.latency else None
     return [
-        w.name,
+        label(w),
         _num(tput.deliveries_per_s if tput else None, ".0f"),
         _num(tput.steady_deliveries_per_s if tput else None, ".0f"),
         _num(w.ratio_to_ceiling, ".2f"),
@@ -59,7 +59,7 @@ def workload_line(w: WorkloadResult) -> str:
     tput = w.throughput
     rate = f"{tput.deliveries_per_s:,.0f}/s" if tput else "-"
     extra = f" ({'; '.join(w.failures)})" if w.failures else ""
-    return f"{w.name}: {w.status} {rate}, {w.counts.distinct}/{w.counts.expected}{extra}"
+    return f"{label(w)}: {w.status} {rate}, {w.counts.distinct}/{w.counts.expected}{extra}"
 
 
 def table(result: RunResult) -> str:
@@ -109,6 +109,65 @@ def _lateness(f: FailureResult) -> str:
     return "; ".join(parts)
 
 
+SCALE_COLUMNS = (
+    ("workers", 7),
+    ("deliv/s", 8),
+    ("x 1w", 5),
+    ("steady x 1w", 11),
+    ("cpu s/1k", 8),
+    ("rss MB/worker", 13),
+    ("parent cpu s", 12),
+    ("procs", 5),
+)
+
+
+def scale_text(result: RunResult) -> str:
+    """The scale workload's runs, one line per worker count, below the table."""
+    runs = [w for w in result.workloads if w.name == "scale"]
+    if not runs:
+        return ""
+    header = " ".join(name.rjust(width) for name, width in SCALE_COLUMNS)
+    lines = [
+        "scale (fast-sink's shape, one group; x 1w: against the 1-worker run of this run, "
+        "steady x 1w: the same without start-up; "
+        "cpu summed over the supervisor and every worker; rss: the largest single worker):",
+        header,
+    ]
+    for w in runs:
+        tput, res, sc = w.throughput, w.resources, w.scale
+        cells = [
+            str(w.workers),
+            _num(tput.deliveries_per_s if tput else None, ",.0f"),
+            _num(sc.ratio_to_one_worker if sc else None, ".2f"),
+            _num(sc.steady_ratio_to_one_worker if sc else None, ".2f"),
+            _num(res.cpu_s_per_1k if res else None, ".3f"),
+            _num(res.peak_rss_bytes / 2**20 if res else None, ".0f"),
+            _num(res.cpu_s_parent if res else None, ".1f"),
+            str(res.processes) if res else "-",
+        ]
+        line = " ".join(c.rjust(width) for c, (_, width) in zip(cells, SCALE_COLUMNS, strict=True))
+        remark = sc.remark if sc else f"FAILED: {'; '.join(w.failures)}"
+        lines.append(f"{line}  {remark}".rstrip())
+    return "\n".join(lines)
+
+
+def backlog_text(w: WorkloadResult) -> str:
+    b = w.backlog
+    if b is None:
+        return ""
+    target_mb = b.rss_target_bytes / 2**20
+    verdict = "ok" if b.within_rss_target else "OVER the target"
+    disk = "-" if b.broker_disk_bytes is None else f"{b.broker_disk_bytes / 2**20:,.0f} MB"
+    readings = w.resources.readings if w.resources else 0
+    return (
+        f"{label(w)} ({b.events:,} events produced before one worker starts): "
+        f"drained at {b.drain_per_s:,.0f}/s (x fast-sink {_num(b.ratio_to_fast_sink, '.2f')}, "
+        f"fast-sink {_num(b.fast_sink_per_s, ',.0f')}/s)\n"
+        f"  peak RSS per worker {b.peak_rss_bytes / 2**20:,.0f} MB over {readings} readings "
+        f"(target under {target_mb:.0f} MB: {verdict}); broker disk for its topics {disk}"
+    )
+
+
 def baselines_text(result: RunResult) -> str:
     b = result.baselines
     return (
@@ -127,7 +186,8 @@ def _f(value: object) -> float | None:
 def summary(result: RunResult) -> str:
     failed = [w.name for w in result.workloads if w.status != "ok"]
     verdict = "all workloads ok" if not failed else f"FAILED: {', '.join(failed)}"
-    extra = "".join(
-        f"\n\n{failures_text(w)}" for w in result.workloads if w.failures_workload is not None
-    )
+    parts = [failures_text(w) for w in result.workloads if w.failures_workload is not None]
+    parts.append(scale_text(result))
+    parts += [backlog_text(w) for w in result.workloads if w.backlog is not None]
+    extra = "".join(f"\n\n{part}" for part in parts if part)
     return f"{baselines_text(result)}\n\n{table(result)}{extra}\n\n{verdict}"

@@ -35,8 +35,38 @@ class Resources:
     cpu_s_per_1k: float | None
     cpu_s_at_first_delivery: float | None
     cpu_s_per_1k_after_first: float | None  # start-up (imports, group join) left out
-    peak_rss_bytes: int  # highest VmHWM of any dispatcher process, read before SIGTERM
-    processes: int
+    peak_rss_bytes: int  # highest VmHWM of one worker process, read until SIGTERM
+    processes: int  # every process seen: the supervisor of --workers N and its workers
+    cpu_s_parent: float | None = None  # the supervisor's share of cpu_s (--workers N > 1)
+    peak_rss_bytes_parent: int | None = None  # the supervisor's own VmHWM
+    worker_processes: int = 1
+    readings: int = 1  # times the process tree was read (about once a second)
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleFigures:
+    """One run of the scale workload: fast-sink's shape with `workers` worker processes."""
+
+    workers: int
+    cores: int  # of this machine
+    one_worker_per_s: float | None  # the same workload's one-worker rate in this run
+    ratio_to_one_worker: float | None  # target for 2 workers: at least 1.6
+    steady_ratio_to_one_worker: float | None  # the same without start-up (steady/s)
+    remark: str  # why a figure is not what it seems (contention on this machine), or ""
+
+
+@dataclass(frozen=True, slots=True)
+class BacklogFigures:
+    """The backlog workload: every event produced before one worker starts draining."""
+
+    events: int
+    drain_per_s: float  # sink-counted deliveries over the time from start to the last one
+    fast_sink_per_s: float | None  # fast-sink's deliveries/s in the same run, if it ran
+    ratio_to_fast_sink: float | None  # target: about 1 (drains at the fast-sink rate)
+    peak_rss_bytes: int  # the largest single worker process, read through the drain
+    rss_target_bytes: int
+    within_rss_target: bool
+    broker_disk_bytes: int | None  # the run's topics on the broker's disk, when readable
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +111,16 @@ class WorkloadResult:
     duplicate_examples: tuple[tuple[str, str, list[float]], ...] = ()  # endpoint, id, times
     log_tail: str = ""
     failures_workload: FailureResult | None = None  # the failures workload's own figures
+    scale: ScaleFigures | None = None  # a run of the scale workload
+    run_name: str = ""  # the name of this run when a workload runs more than once (scale-2w)
+    backlog: BacklogFigures | None = None  # the backlog workload's own figures
+
+
+def label(w: WorkloadResult) -> str:
+    """A workload's run as the report and the plot name it: `scale 2w` for scale runs."""
+    if w.run_name and w.run_name != w.name:
+        return f"{w.name} {w.workers}w"
+    return w.name
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shutil
 import signal
 import sys
@@ -23,7 +24,7 @@ from benchmarks.measure import Context
 from benchmarks.results import Baselines, RunResult, WorkloadResult
 from benchmarks.runner import LATENCY_SECONDS, run_workload
 from benchmarks.sinks.nginx import NginxSink, SinkError
-from benchmarks.workloads import Size, Workload, by_name
+from benchmarks.workloads import Size, Workload, by_name, expand
 
 PROFILES = {"quick": baselines.QUICK, "full": baselines.FULL, "smoke": baselines.SMOKE}
 
@@ -39,17 +40,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these workloads")
     parser.add_argument("--events", type=int, help="override every workload's event count")
+    parser.add_argument(
+        "--scale-workers",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="worker counts of the scale workload (default 1 2 4)",
+    )
     parser.add_argument("--results-dir", type=Path, default=results.RESULTS_DIR)
     parser.add_argument(
         "--keep-logs",
         action="store_true",
         help="keep the dispatcher logs and sink records of a run that passed, too",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.scale_workers and min(args.scale_workers) < 1:
+        parser.error("--scale-workers: every count must be at least 1")
+    return args
 
 
 def chosen(args: argparse.Namespace) -> tuple[Workload, ...]:
-    workloads = by_name(args.only)
+    counts = tuple(args.scale_workers) if args.scale_workers else None
+    workloads = expand(by_name(args.only), counts)
     if args.events is None:
         return workloads
     return tuple(
@@ -82,13 +94,13 @@ def measure_baselines(
 
 
 def settings(
-    args: argparse.Namespace, workloads: tuple[Workload, ...], tag: str, broker: tuple[str, str]
+    args: argparse.Namespace, workloads: tuple[Workload, ...], tag: str, broker: kafka_io.BrokerRef
 ) -> dict[str, object]:
     return {
         "profile": args.profile,
         "run_tag": tag,
-        "bootstrap_servers": broker[0],
-        "broker_from": broker[1],
+        "bootstrap_servers": broker.bootstrap,
+        "broker_from": broker.source,
         "dispatcher_command": dispatcher_command(),
         "baseline_sizes": dataclasses.asdict(PROFILES[args.profile]),
         "latency_run_seconds": LATENCY_SECONDS.get(args.profile, 4.0),
@@ -98,13 +110,13 @@ def settings(
 
 def run(args: argparse.Namespace) -> RunResult:
     with kafka_io.broker() as broker:
-        report.progress(f"Kafka broker {broker[0]} ({broker[1]})")
-        kafka_io.check_broker(broker[0])
+        report.progress(f"Kafka broker {broker.bootstrap} ({broker.source})")
+        kafka_io.check_broker(broker.bootstrap)
         return run_with(args, broker)
 
 
-def run_with(args: argparse.Namespace, broker: tuple[str, str]) -> RunResult:
-    bootstrap = broker[0]
+def run_with(args: argparse.Namespace, broker: kafka_io.BrokerRef) -> RunResult:
+    bootstrap = broker.bootstrap
     workloads = chosen(args)
     tag = f"b{uuid.uuid4().hex[:8]}"
     started = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -122,12 +134,18 @@ def run_with(args: argparse.Namespace, broker: tuple[str, str]) -> RunResult:
             log_dir=log_dir,
             ceiling_per_s=_float(base.ceiling.get("requests_per_s")),
             naive_per_s=_float(base.naive.get("deliveries_per_s")),
+            cores=os.cpu_count() or 1,
+            broker_log_dir=broker.log_dir,
         )
         for workload in workloads:
             outcome = _one(workload, ctx)
             result.workloads.append(outcome)
-            if outcome.name == "fast-sink" and outcome.status == "ok" and outcome.throughput:
+            if outcome.status != "ok" or not outcome.throughput:
+                continue
+            if outcome.name == "fast-sink":
                 ctx.fast_sink_per_s = outcome.throughput.deliveries_per_s
+            if outcome.scale is not None and outcome.workers == 1:
+                ctx.one_worker = outcome.throughput
     if result.ok and not args.keep_logs:
         shutil.rmtree(log_dir, ignore_errors=True)
     else:
@@ -138,7 +156,7 @@ def run_with(args: argparse.Namespace, broker: tuple[str, str]) -> RunResult:
 def _one(workload: Workload, ctx: Context) -> WorkloadResult:
     size = workload.size(ctx.profile)
     report.progress(
-        f"{workload.name}: {size.events:,} events, {size.endpoints:,} endpoints, "
+        f"{workload.run_name}: {size.events:,} events, {size.endpoints:,} endpoints, "
         f"{workload.expected_deliveries(size):,} deliveries expected"
     )
     outcome = run_workload(workload, ctx)

@@ -21,6 +21,7 @@ from benchmarks.sinks.receiver import ReceiverSink
 from benchmarks.workloads import SinkKind, Workload
 
 POLL_S = 0.2
+SAMPLE_EVERY_S = 1.0  # the dispatcher's /proc figures are read this often while it runs
 STALL_S = 20.0  # no new delivery for this long: the run is stuck
 MIN_TIMEOUT_S = 60.0
 MIN_RATE_PER_S = 500.0  # the timeout allows this slow a dispatcher, no slower
@@ -35,16 +36,20 @@ def wait_for(
     """Poll the sink until `target` distinct deliveries; "" then, else why it stopped short.
 
     Stops at a stall, a timeout or the dispatcher's exit. With `obs`, notes the CPU time
-    the dispatcher had spent when the first delivery arrived.
+    the dispatcher had spent when the first delivery arrived. Reads the dispatcher's
+    process tree every SAMPLE_EVERY_S, so a worker's peak RSS is seen even if it restarts.
     """
     limit_s = max(MIN_TIMEOUT_S, target / MIN_RATE_PER_S)
     deadline = time.monotonic() + limit_s
-    last_count, last_change = -1, time.monotonic()
+    last_count, last_change, last_sample = -1, time.monotonic(), 0.0
     while True:
         seen = sink.progress(prefix)
         now = time.monotonic()
         if obs is not None and seen and obs.cpu_at_first is None:
             obs.cpu_at_first = disp.sample().cpu_s
+        if now - last_sample >= SAMPLE_EVERY_S:
+            last_sample = now
+            disp.sample()
         if seen >= target:
             return ""
         if seen != last_count:
@@ -72,13 +77,16 @@ def wait_for_settled(
     retry delay, so no retry is still due). "" then, else why it stopped short."""
     limit_s = max(MIN_TIMEOUT_S, target / MIN_RATE_PER_S) + 10 * quiet_s
     start = time.monotonic()
-    last_total, last_change, last_dlq_read = -1, start, 0.0
+    last_total, last_change, last_dlq_read, last_sample = -1, start, 0.0, 0.0
     dead = 0
     while True:
         total, ok = sink.answered()
         now = time.monotonic()
         if obs.cpu_at_first is None and ok:
             obs.cpu_at_first = disp.sample().cpu_s
+        if now - last_sample >= SAMPLE_EVERY_S:
+            last_sample = now
+            disp.sample()
         if total != last_total:
             last_total, last_change = total, now
         if now - last_dlq_read >= 1.0:  # a watermark read per partition: not every poll
@@ -102,7 +110,7 @@ def sink_for(workload: Workload, ctx: Context) -> Iterator[Sink]:
     if workload.sink.kind is SinkKind.NGINX:
         yield ctx.nginx
         return
-    records = ctx.log_dir / f"{workload.name}.receiver.jsonl"
+    records = ctx.log_dir / f"{workload.run_name}.receiver.jsonl"
     with ReceiverSink(workload.sink, records) as sink:
         yield sink
 
@@ -130,7 +138,7 @@ def _start(plan: Plan, sink: Sink, ctx: Context) -> RunningDispatcher:
     config.write_text(config_toml(plan.dispatcher_conf(ctx.bootstrap, sink.url)))
     create_topics(config, ctx.bootstrap)
     sink.watch(plan.prefix)
-    log = ctx.log_dir / f"{plan.workload.name}.dispatcher.log"
+    log = ctx.log_dir / f"{plan.workload.run_name}.dispatcher.log"
     return RunningDispatcher(config, ctx.bootstrap, plan.workload.workers, log)
 
 
@@ -147,6 +155,10 @@ def _observe(plan: Plan, sink: Sink, ctx: Context) -> Observation:
         else:
             reason = wait_for(sink, plan.prefix, target, disp, obs)
         obs.sample = disp.sample()
+        if w.backlog and ctx.broker_log_dir is not None:
+            obs.broker_disk_bytes = kafka_io.topics_disk_bytes(
+                ctx.broker_log_dir, [plan.source_topic, plan.topic_prefix]
+            )
         if reason:
             obs.failures.append(reason)
         elif w.latency_run:

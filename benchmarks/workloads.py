@@ -8,7 +8,7 @@ event number n has type `bench.t<n mod (endpoints // k)>` and key `k<n mod keys>
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 class SinkKind(enum.Enum):
@@ -53,6 +53,14 @@ class Workload:
     timeout_s: float = 10.0  # [delivery] timeout_s
     retry_delays_s: tuple[float, ...] = (1.0, 5.0, 30.0)  # max_attempts is one more
     latency_run: bool = True  # the paced run after the throughput phase
+    # A scale workload runs once per worker count (`expand`), each run in its own group.
+    worker_counts: tuple[int, ...] = ()
+    backlog: bool = False  # drained by one worker: the drain rate and peak RSS matter
+
+    @property
+    def run_name(self) -> str:
+        """Unique within a run: names the run's topics, group and event ids."""
+        return f"{self.name}-{self.workers}w" if self.worker_counts else self.name
 
     def size(self, profile: str) -> Size:
         return self.full if profile == "full" else self.quick
@@ -139,7 +147,39 @@ WORKLOADS: tuple[Workload, ...] = (
         dead_letters_expected=True,
         latency_run=False,  # a 503 is not a delivery: latency is fast-sink's business
     ),
+    Workload(
+        name="scale",
+        shows="fast-sink with 1, 2 and 4 workers in one group",
+        full=Size(events=200_000, endpoints=1_000),
+        quick=Size(events=60_000, endpoints=1_000),
+        worker_counts=(1, 2, 4),
+        latency_run=False,  # fast-sink measures latency; here rate and CPU per worker count
+    ),
+    Workload(
+        name="backlog",
+        shows="a backlog produced up front, drained by one worker: memory stays bounded",
+        full=Size(events=1_000_000, endpoints=1_000),
+        quick=Size(events=200_000, endpoints=1_000),
+        backlog=True,
+        latency_run=False,
+    ),
 )
+
+RSS_TARGET_BYTES = 300 * 2**20  # peak RSS per worker while draining the backlog
+
+
+def expand(
+    workloads: tuple[Workload, ...], worker_counts: tuple[int, ...] | None = None
+) -> tuple[Workload, ...]:
+    """One run per worker count for a scale workload (`worker_counts` replaces its own)."""
+    runs: list[Workload] = []
+    for w in workloads:
+        if not w.worker_counts:
+            runs.append(w)
+            continue
+        counts = worker_counts or w.worker_counts
+        runs.extend(replace(w, workers=n, worker_counts=counts) for n in counts)
+    return tuple(runs)
 
 
 def by_name(names: list[str] | None) -> tuple[Workload, ...]:

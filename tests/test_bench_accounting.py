@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from benchmarks import accounting as acc
+from benchmarks import kafka_io
 from benchmarks.accounting import Attempt, DeadLetter, Receipt
 from benchmarks.dispatcher_proc import config_toml
 from benchmarks.events import TARGET_BODY_BYTES, make_event, seq_of
@@ -274,6 +275,27 @@ def test_proc_sample_of_this_process_and_a_child() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_topics_disk_bytes_counts_blocks_of_the_prefixes_partitions_only(tmp_path: Path) -> None:
+    def segment(directory: str, size: int, sparse: int = 0) -> None:
+        (tmp_path / directory).mkdir()
+        with (tmp_path / directory / "00000000000000000000.log").open("wb") as f:
+            f.write(b"x" * size)
+            f.truncate(size + sparse)  # a sparse tail, as Kafka preallocates its indexes
+
+    segment("bench-r1-backlog.source-0", 40_960)
+    segment("bench-r1-backlog.source-11", 40_960, sparse=10_000_000)
+    segment("bench-r1-backlog.deliveries-3", 8_192)
+    segment("bench-r1-backlog.deliveries-3.0123abcd-delete", 81_920)  # deleted already
+    segment("bench-r1-backlog-2w.source-0", 81_920)  # another workload's topic
+    segment("__consumer_offsets-0", 81_920)
+    prefixes = ["bench-r1-backlog.source", "bench-r1-backlog"]
+    used = kafka_io.topics_disk_bytes(tmp_path, prefixes)
+    assert 40_960 * 2 + 8_192 <= used < 200_000
+    assert kafka_io.topics_disk_bytes(tmp_path, ["bench-r9"]) == 0
+    assert kafka_io.of_prefixes("bench-r1-backlog.dlq", prefixes)
+    assert not kafka_io.of_prefixes("bench-r1-backlog-2w.source", prefixes)
 
 
 def test_a_broken_workload_is_failed_with_everything_lost() -> None:
