@@ -118,8 +118,9 @@ class HostConcurrency:
     since queueing in our own loop raises it too; its *growth* can. As in Netflix's
     gradient limiter: once per window of `limit` completions, the limit is scaled by
     `2 x no-load latency / recent latency` (at least 0.5) and then allowed an eighth (at
-    least `headroom`) more; while latency stays within twice its floor the limit doubles
-    instead. Once our own queueing doubles the latency, the limit shrinks.
+    least `headroom`) more; while latency stays within twice its floor the limit grows
+    instead (doubles up to twice `floor`, then a quarter more a window). Once our own
+    queueing doubles the latency, the limit shrinks.
     """
 
     __slots__ = ("_ceiling", "_floor", "_headroom", "_in_window", "_noload_s", "_recent_s", "limit")
@@ -152,7 +153,13 @@ class HostConcurrency:
         self._in_window = 0
         ratio = _TOLERANCE * self._noload_s / self._recent_s if self._recent_s else 1.0
         if ratio >= 1.0:
-            wanted = self.limit * 2  # no queueing: grow fast, a slow host needs hundreds
+            # No queueing: grow fast, a slow host needs hundreds. Doubling stops at twice the
+            # floor: past that, a quarter more a window, so a loop that is idle only while
+            # it starts does not open hundreds of connections a fast host never needs.
+            limit = self.limit
+            wanted = (
+                limit * 2 if limit < 2 * self._floor else limit + max(self._headroom, limit // 4)
+            )
         else:
             wanted = int(self.limit * max(0.5, ratio)) + max(self._headroom, self.limit // 8)
         self.limit = min(self._ceiling, max(self._floor, wanted))

@@ -171,3 +171,13 @@ def test_a_steady_latency_keeps_the_stall_time_after_the_peak_decays() -> None:
         clock.now += 0.5
         _answered(slots, 0.1)
     assert slots.stall_s == pytest.approx(STALL_FACTOR * 0.1, rel=0.01)
+
+
+def test_past_twice_the_floor_the_limit_grows_a_quarter_a_window_not_double() -> None:
+    # A loop idle only while it starts must not open hundreds of connections at once.
+    limit = HostConcurrency(floor=64, ceiling=5_000)
+    seen = []
+    for _ in range(64 + 128 + 160):
+        limit.observe(0.002)
+        seen.append(limit.limit)
+    assert sorted(set(seen)) == [64, 128, 160, 200]
