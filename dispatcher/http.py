@@ -21,6 +21,7 @@ A non-2xx answer also keeps the first `EXCERPT_BYTES` of its body prefix as
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import errno
 import functools
@@ -30,6 +31,7 @@ import socket
 import ssl
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Final, Self
@@ -54,6 +56,12 @@ EXCERPT_BYTES: Final = 1024
 _MAX_REASON_CHARS: Final = 80
 # Idle keep-alive connections are closed after this; receivers often use 60-75 s themselves.
 _KEEPALIVE_S: Final = 30.0
+# Sent with every request. "identity": the body is only drained, never decoded, so receivers
+# need not compress it. Set once on the session: aiohttp's per-request path for headers it
+# must skip (`skip_auto_headers`) copies the headers twice per request.
+USER_AGENT: Final = "kafka-webhook-dispatcher/0.1"
+_SESSION_HEADERS: Final = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+_MAX_CACHED_URLS: Final = 16_384
 # Aborting leaked TLS transports is needed only before the CPython fix
 # (python/cpython#118960, in 3.12.8 and 3.13.1); aiohttp warns when asked for it after.
 _NEEDS_CLEANUP_CLOSED: Final = sys.version_info < (3, 12, 8) or (
@@ -77,6 +85,7 @@ class WebhookSender:
     __slots__ = (
         "_clock",
         "_connect_timeout_s",
+        "_deadlines",
         "_dns_cache_ttl_s",
         "_egress",
         "_guarded_resolver",
@@ -87,6 +96,7 @@ class WebhookSender:
         "_resolver",
         "_session",
         "_timeout_s",
+        "_urls",
     )
 
     def __init__(
@@ -119,23 +129,24 @@ class WebhookSender:
         self._max_headers = max_response_headers
         self._max_header_bytes = max_response_header_bytes
         self._session: aiohttp.ClientSession | None = None
+        self._deadlines: Deadlines | None = None
+        self._urls: dict[str, yarl.URL] = {}  # parsed once: lanes send to the same URLs
 
     async def start(self) -> None:
         """Open the session; call from the event loop that will send."""
         if self._session is not None:
             raise RuntimeError("WebhookSender already started")
+        self._deadlines = Deadlines(asyncio.get_running_loop(), self._timeout_s)
         self._session = aiohttp.ClientSession(
             connector=self._new_connector(),
             # sock_connect, not connect: aiohttp's `connect` also counts the wait for a
             # free pooled connection, which is our queueing, not the endpoint's fault.
-            timeout=aiohttp.ClientTimeout(
-                total=self._timeout_s, sock_connect=self._connect_timeout_s
-            ),
+            # No total: `Deadlines` enforces timeout_s with one timer for all requests,
+            # where aiohttp's would arm and cancel a timer and a context per request.
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout_s),
             cookie_jar=aiohttp.DummyCookieJar(),  # webhooks carry no cookies
             auto_decompress=False,  # the body is only drained, never interpreted
-            # No User-Agent unless the caller sends one; no Accept-Encoding, so receivers
-            # do not compress an answer we only drain.
-            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            headers=_SESSION_HEADERS,
             # The receiver is untrusted: cap what it may send before its status is known.
             max_headers=self._max_headers,
             max_field_size=self._max_header_bytes,
@@ -194,24 +205,45 @@ class WebhookSender:
         `ssl_context` is the endpoint's own (`tls.context_for`), built once per endpoint;
         None uses the sender's default (system CAs, verified, TLS 1.2 at least).
         """
-        session = self._session
-        if session is None:
+        session, deadlines = self._session, self._deadlines
+        if session is None or deadlines is None:
             raise RuntimeError("WebhookSender.send() before start()")
         started = self._clock()
         refusal = None if self._egress is None else egress_refusal(self._egress, url)
         if refusal is not None:
             return HttpResult(None, refusal, None, self._clock() - started)
+        target: yarl.URL | str | None = self._urls.get(url)
+        if target is None:
+            target = self._parsed(url)
+        task = deadlines.start()
         try:
             response = await session.post(
-                url,
+                target,
                 data=body,
                 headers=headers,
                 allow_redirects=False,
                 ssl=True if ssl_context is None else ssl_context,
             )
+            return await self._finish(response, started)
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             return HttpResult(None, describe_error(exc), None, self._clock() - started)
-        return await self._finish(response, started)
+        except asyncio.CancelledError:
+            if deadlines.expired(task):  # our timeout, not a cancellation from outside
+                return HttpResult(None, ERROR_TIMEOUT, None, self._clock() - started)
+            raise
+        finally:
+            deadlines.end(task)
+
+    def _parsed(self, url: str) -> yarl.URL | str:
+        """`url` parsed once; a URL yarl refuses goes to aiohttp as it is (invalid-url)."""
+        try:
+            parsed = yarl.URL(url)
+        except (ValueError, TypeError):
+            return url
+        if len(self._urls) >= _MAX_CACHED_URLS:
+            self._urls.clear()
+        self._urls[url] = parsed
+        return parsed
 
     async def _finish(self, response: aiohttp.ClientResponse, started: float) -> HttpResult:
         """Read at most the capped body prefix, release the connection, build the result."""
@@ -226,6 +258,9 @@ class WebhookSender:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             error = describe_error(exc)
             response.close()
+        except asyncio.CancelledError:
+            response.close()  # mid-body: the connection cannot be reused
+            raise
         finally:
             # Returns the connection to the pool when the whole body was read; closes it
             # when a longer body is left unread (it cannot be reused mid-body).
@@ -243,6 +278,63 @@ class WebhookSender:
             remaining -= len(chunk)
             if keep is not None and len(keep) < EXCERPT_BYTES:
                 keep += chunk[: EXCERPT_BYTES - len(keep)]
+
+
+class Deadlines:
+    """`timeout_s` for every request of a sender, with one timer: the oldest request's.
+
+    Every request gets the same timeout, so they expire in the order they started: an
+    ordered dict of the requests' tasks is also their order of expiry. The timer is armed
+    for the oldest one; when it fires, what has expired is cancelled (and marked, so `send`
+    tells the timeout from a cancellation from outside) and the timer is armed for the next.
+    Most requests end long before it fires: then it only moves on.
+    """
+
+    __slots__ = ("_expired", "_loop", "_running", "_timeout_s", "_timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
+        self._loop = loop
+        self._timeout_s = timeout_s
+        self._running: OrderedDict[asyncio.Task[object], float] = OrderedDict()
+        self._expired: set[asyncio.Task[object]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> asyncio.Task[object]:
+        """The calling task's request starts now; pair with `end`."""
+        task = asyncio.current_task(self._loop)
+        if task is None:
+            raise RuntimeError("a request must be sent from a task")
+        deadline = self._loop.time() + self._timeout_s
+        self._running[task] = deadline
+        if self._timer is None:
+            self._timer = self._loop.call_at(deadline, self._expire)
+        return task
+
+    def expired(self, task: asyncio.Task[object]) -> bool:
+        """Whether `task` was cancelled by its deadline alone; if so, the cancellation is
+        taken back (`uncancel`) and the caller goes on with a timeout result."""
+        if task not in self._expired:
+            return False
+        self._expired.discard(task)
+        return task.uncancel() == 0  # also cancelled from outside: that one goes on
+
+    def end(self, task: asyncio.Task[object]) -> None:
+        self._running.pop(task, None)
+        self._expired.discard(task)
+
+    def _expire(self) -> None:
+        self._timer = None
+        running = self._running
+        now = self._loop.time()
+        while running:
+            task, deadline = next(iter(running.items()))
+            if deadline > now:
+                self._timer = self._loop.call_at(deadline, self._expire)
+                return
+            del running[task]
+            if not task.done():
+                self._expired.add(task)
+                task.cancel()
 
 
 def excerpt_text(raw: bytearray | bytes | None) -> str | None:

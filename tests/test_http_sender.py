@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 
-from dispatcher.http import WebhookSender, describe_error, parse_retry_after
+from dispatcher.http import USER_AGENT, WebhookSender, describe_error, parse_retry_after
 
 BODY = b'{"id":"evt_1","type":"order.created","timestamp":"2024-01-01T00:00:00Z","data":{}}'
 HEADERS = {"webhook-id": "evt_1", "content-type": "application/json"}
@@ -24,6 +24,7 @@ class Server:
     headers: list[dict[str, str]] = field(default_factory=list)
     never: asyncio.Event = field(default_factory=asyncio.Event)  # never set: handlers hang
     stream_started: asyncio.Event = field(default_factory=asyncio.Event)
+    hanging: asyncio.Event = field(default_factory=asyncio.Event)  # a request reached /hang
 
 
 def _routes(server: Server) -> list[web.RouteDef]:
@@ -46,6 +47,7 @@ def _routes(server: Server) -> list[web.RouteDef]:
         return web.Response(status=int(request.match_info["code"]), text=body)
 
     async def hang(request: web.Request) -> web.StreamResponse:
+        server.hanging.set()
         await server.never.wait()
         return web.Response(status=204)
 
@@ -115,8 +117,8 @@ async def test_body_and_headers_arrive(server: Server, sender: WebhookSender) ->
     assert server.bodies == [BODY]
     [headers] = server.headers
     assert headers.items() >= {"webhook-id": "evt_1", "content-type": "application/json"}.items()
-    assert "user-agent" not in headers
-    assert "accept-encoding" not in headers  # we never decode, so nobody should compress
+    assert headers["user-agent"] == USER_AGENT
+    assert headers["accept-encoding"] == "identity"  # we never decode: nobody should compress
 
 
 async def test_retry_after_seconds_on_503(server: Server, sender: WebhookSender) -> None:
@@ -139,6 +141,35 @@ async def test_no_answer_within_timeout_is_timeout(server: Server) -> None:
     async with WebhookSender(pool_size=2, timeout_s=0.2, connect_timeout_s=0.2) as sender:
         result = await sender.send(f"{server.url}/hang", BODY, HEADERS)
     assert (result.status, result.error) == (None, "timeout")
+
+
+async def test_requests_time_out_each_after_timeout_s_and_the_sender_goes_on(
+    server: Server,
+) -> None:
+    # One timer serves every request: requests started at different times each get their
+    # own timeout_s, and a timed-out request leaves the sender usable.
+    async with WebhookSender(pool_size=4, timeout_s=0.3, connect_timeout_s=1.0) as sender:
+        first = asyncio.create_task(sender.send(f"{server.url}/hang", BODY, HEADERS))
+        await asyncio.sleep(0.1)
+        second = asyncio.create_task(sender.send(f"{server.url}/hang", BODY, HEADERS))
+        answered = await sender.send(f"{server.url}/status/204", BODY, HEADERS)
+        results = [await first, await second]
+        after = await sender.send(f"{server.url}/status/200", BODY, HEADERS)
+    assert answered.status == 204  # not cancelled by the hanging ones' timer
+    assert [(r.status, r.error) for r in results] == [(None, "timeout")] * 2
+    assert results[0].latency_s >= 0.3 and results[1].latency_s >= 0.3
+    assert (after.status, after.error) == (200, None)
+
+
+async def test_a_cancellation_from_outside_is_not_a_timeout(server: Server) -> None:
+    async with WebhookSender(pool_size=2, timeout_s=30.0, connect_timeout_s=1.0) as sender:
+        task = asyncio.create_task(sender.send(f"{server.url}/hang", BODY, HEADERS))
+        await asyncio.wait_for(server.hanging.wait(), 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        after = await sender.send(f"{server.url}/status/204", BODY, HEADERS)
+    assert after.status == 204
 
 
 async def test_closed_port_is_connect_error(sender: WebhookSender, closed_port: int) -> None:
