@@ -157,7 +157,7 @@ async def test_requests_time_out_each_after_timeout_s_and_the_sender_goes_on(
         after = await sender.send(f"{server.url}/status/200", BODY, HEADERS)
     assert answered.status == 204  # not cancelled by the hanging ones' timer
     assert [(r.status, r.error) for r in results] == [(None, "timeout")] * 2
-    assert results[0].latency_s >= 0.3 and results[1].latency_s >= 0.3
+    assert min(r.latency_s for r in results) >= 0.3  # never before its own timeout_s
     assert (after.status, after.error) == (200, None)
 
 

@@ -86,7 +86,14 @@ class HostSlots:
         """The slowest recent answer, halved for every PEAK_HALF_LIFE_S since it came."""
         if self._peak_at is None:
             return 0.0
-        return self._peak_s * 0.5 ** ((now - self._peak_at) / PEAK_HALF_LIFE_S)
+        return self._peak_s * float(0.5 ** ((now - self._peak_at) / PEAK_HALF_LIFE_S))
+
+    def try_acquire(self) -> Lease | None:
+        """A slot at once, or None (then `await acquire()`); pair with `release`."""
+        if self.in_flight < self._limit.limit and not self._waiters:
+            self.in_flight += 1
+            return self._lease()
+        return None
 
     async def acquire(self) -> Lease:
         """Take a slot (pair with `release`); waits while the host is at its limit."""

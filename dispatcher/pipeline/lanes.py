@@ -115,10 +115,19 @@ class LaneContext:
         self.partition_share = delivery.max_buffered
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+        """Run a lane's runner; an error it raises stops the worker (as `Supervisor.watch`).
+        One done-callback, no closure: a runner starts for about every delivery."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        self.supervisor.watch(task, name)
+        task.add_done_callback(self._runner_ended)
+
+    def _runner_ended(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            self.supervisor.fail(task.get_name(), error)
 
     def outcome_acked(self, error: Any, _message: Any) -> None:
         if error is not None:
@@ -621,9 +630,13 @@ class Lane:
     async def _send(
         self, delivery: Delivery, part: PartitionState, task: asyncio.Task[None]
     ) -> HttpResult:
-        await self._paced()
+        # Most requests need no wait: take the token and the slot without a coroutine each.
+        if self._adaptive is not None or self._limiter.try_take() > 0.0:
+            await self._paced()
         slots = self._host_slots
-        lease = await slots.acquire()
+        lease = slots.try_acquire()
+        if lease is None:
+            lease = await slots.acquire()
         stats = self._ctx.stats
         stats.in_flight += 1
         part.working[task] = True  # on the wire: a revocation gives it the grace period
