@@ -122,9 +122,8 @@ class RunningDispatcher:
     """`dispatcher run` in its own process, output to a log file."""
 
     def __init__(self, config: Path, bootstrap: str, workers: int, log: Path) -> None:
-        cmd = [*dispatcher_command(), "run", "--config", str(config)]
-        if workers > 1:
-            cmd += ["--workers", str(workers)]
+        # Always explicit: the default is one worker per core.
+        cmd = [*dispatcher_command(), "run", "--config", str(config), "--workers", str(workers)]
         self.log = log
         self._log_file = log.open("wb")
         self._proc = subprocess.Popen(

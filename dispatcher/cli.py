@@ -60,6 +60,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)  # a bad config stops here, before any process starts
     from dispatcher import runner
 
+    if args.workers is None:
+        from dispatcher.cores import usable_cores
+
+        args.workers = usable_cores()
     if args.workers < 1:
         raise DispatcherError(f"--workers must be at least 1, got {args.workers}")
     if settings.metrics.port is not None and settings.metrics.port + args.workers - 1 > 65535:
@@ -174,7 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
         " worker i serves metrics on [metrics] port + i."
     )
     _config_arg(run)
-    run.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes, one consumer group (default: the cores this process may use,"
+        " its affinity mask and cgroup CPU quota, 1 per core)",
+    )
     run.add_argument(
         "--progress",
         type=float,

@@ -57,7 +57,7 @@ max_in_flight = {table["max_in_flight"]}
 def start_worker(config: Path, stderr: int = subprocess.PIPE) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     return subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", "run", "--config", str(config)],
+        [sys.executable, "-m", "dispatcher", "run", "--config", str(config), "--workers", "1"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=stderr,

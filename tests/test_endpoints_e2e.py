@@ -29,7 +29,7 @@ WAIT_S = 60
 
 def start_worker(config: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", "run", "--config", str(config)],
+        [sys.executable, "-m", "dispatcher", "run", "--config", str(config), "--workers", "1"],
         env=env,
         stderr=subprocess.PIPE,
     )

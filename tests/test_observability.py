@@ -174,7 +174,16 @@ def observed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
         env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
-                [sys.executable, "-m", "dispatcher", "run", "--config", str(config)],
+                [
+                    sys.executable,
+                    "-m",
+                    "dispatcher",
+                    "run",
+                    "--config",
+                    str(config),
+                    "--workers",
+                    "1",
+                ],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=log_file,

@@ -47,7 +47,15 @@ def write_config(tmp_path: Path, bootstrap: str, name: Callable[[str], str], por
 def start(config: Path, *extra: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     return subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", "run", "--config", str(config), *extra],
+        [
+            sys.executable,
+            "-m",
+            "dispatcher",
+            "run",
+            "--config",
+            str(config),
+            *(extra or ("--workers", "1")),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

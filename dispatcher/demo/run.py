@@ -121,7 +121,7 @@ class Demo:
     async def _start_dispatcher_and_producer(self) -> None:
         config = ["--config", str(self.config)]
         dispatcher = await self._spawn(
-            "dispatcher", "dispatcher", "run", *config, "--progress", "1"
+            "dispatcher", "dispatcher", "run", *config, "--workers", "1", "--progress", "1"
         )
         self.console.line("demo", f"dispatcher running (pid {dispatcher.pid})")
         rate, count = self.args.events_per_s, self.args.max_events
