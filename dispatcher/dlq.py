@@ -22,10 +22,10 @@ import orjson
 from dispatcher.codec import DeadLetterRecord, decode_json, iso_to_epoch_ms
 from dispatcher.errors import DecodeError, DispatcherError
 from dispatcher.records import (
-    H_EVENT_ID,
     H_PRODUCER_KEY,
     OWN_HEADERS,
     Headers,
+    delivery_event_id,
     delivery_headers,
 )
 from dispatcher.records import H_REPLAY_OF as H_REPLAY_OF  # replay and its tests name it here
@@ -210,8 +210,7 @@ class RunMemory:
 
     def first_time(self, record: DeliveryRecord) -> bool:
         """True, and remembered, unless this endpoint's event was moved already."""
-        event_id = next((v for k, v in record.headers if k == H_EVENT_ID), None) or b""
-        moved = record.key + b"\x00" + (event_id if isinstance(event_id, bytes) else b"")
+        moved = record.key + b"\x00" + delivery_event_id(record.headers)
         if moved in self._moved:
             return False
         self._moved.add(moved)

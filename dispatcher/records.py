@@ -1,7 +1,12 @@
 """The delivery record on `<prefix>.deliveries` and `<prefix>.retry.<n>`. Pure.
 
 Key: the endpoint id. Value: the webhook body (the event's JSON, passed through untouched).
-Headers carry what stage 2 needs without parsing the body:
+Headers carry what stage 2 needs without parsing the body. A first delivery (stage 1's,
+replay's) carries them packed in one header, `delivery`: a JSON array
+`[event-id, event-type, event-time-ms, source, producer-key]` (the key as latin-1 text, or
+null), since every header costs the consumer objects to build and the reader a lookup, on
+every delivery. A retry record carries them one header each, as below; the reader takes
+either, so records written before the packed form are read as they were.
 
     event-id        the event id (webhook-id on every attempt)
     event-type      the event type
@@ -29,8 +34,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import orjson
+
 from dispatcher.tracecontext import TRACEPARENT, TRACESTATE, valid_traceparent, valid_tracestate
 
+H_DELIVERY = "delivery"  # the packed form of the five below
 H_EVENT_ID = "event-id"
 H_EVENT_TYPE = "event-type"
 H_EVENT_TIME = "event-time-ms"
@@ -46,6 +54,7 @@ H_REPLAY_OF = "replay-of"
 # The names this dispatcher writes: a source header with one of them is not carried.
 OWN_HEADERS: Final = frozenset(
     {
+        H_DELIVERY,
         H_EVENT_ID,
         H_EVENT_TYPE,
         H_EVENT_TIME,
@@ -140,16 +149,14 @@ def delivery_headers(
     source: tuple[str, int, int],
     carried: Carried = (),
 ) -> Headers:
-    """Headers shared by every delivery fanned out from one source event."""
+    """Headers shared by every delivery fanned out from one source event: the packed
+    `delivery` header, then the carried ones."""
     topic, partition, offset = source
-    headers: Headers = [
-        (H_EVENT_ID, event_id.encode()),
-        (H_EVENT_TYPE, event_type.encode()),
-        (H_EVENT_TIME, str(event_time_ms).encode()),
-        (H_SOURCE, f"{topic}/{partition}/{offset}".encode()),
-    ]
-    if producer_key is not None:
-        headers.append((H_PRODUCER_KEY, producer_key))
+    key = None if producer_key is None else producer_key.decode("latin-1")
+    packed = orjson.dumps(
+        [event_id, event_type, event_time_ms, f"{topic}/{partition}/{offset}", key]
+    )
+    headers: Headers = [(H_DELIVERY, packed)]
     headers.extend(carried)
     return headers
 
@@ -222,6 +229,9 @@ def read_delivery_headers(
     headers: Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None] | None,
 ) -> DeliveryMeta:
     if type(headers) is list:  # the consumer's own form: values are bytes already
+        if len(headers) == 1 and headers[0][0] == H_DELIVERY:  # a first delivery, no more
+            event_id, event_type, event_time, source, key = _unpacked(headers[0][1])
+            return DeliveryMeta(event_id, event_type, event_time, key, source, 0)
         fields: dict[str, bytes | None] = dict(headers)
         pairs: Iterable[tuple[str, bytes | None]] = headers
     else:
@@ -229,23 +239,27 @@ def read_delivery_headers(
         fields = dict(pairs)
     # Most records carry nothing: one C-level subset check instead of a loop.
     carried = () if fields.keys() <= OWN_HEADERS else tuple(_not_ours(pairs))
-    try:
-        event_id = _text(fields, H_EVENT_ID)
-        event_type = _text(fields, H_EVENT_TYPE)
-    except ValueError as exc:
-        raise BadDeliveryRecord(str(exc)) from exc
-    event_time = _count(fields, H_EVENT_TIME)
+    if H_DELIVERY in fields:
+        event_id, event_type, event_time, source, key = _unpacked(fields[H_DELIVERY])
+    else:
+        try:
+            event_id = _text(fields, H_EVENT_ID)
+            event_type = _text(fields, H_EVENT_TYPE)
+        except ValueError as exc:
+            raise BadDeliveryRecord(str(exc)) from exc
+        event_time = _count(fields, H_EVENT_TIME)
+        source = (fields.get(H_SOURCE) or b"").decode(errors="replace")
+        key = fields.get(H_PRODUCER_KEY)
     attempts = _count(fields, H_ATTEMPT, _MAX_ATTEMPTS)
     due = _count(fields, H_DUE)
     first_attempt = _count(fields, H_FIRST_ATTEMPT)
-    source = (fields.get(H_SOURCE) or b"").decode(errors="replace")
     last_status = _count(fields, H_LAST_STATUS, _MAX_STATUS) if H_LAST_STATUS in fields else None
     last_error = fields.get(H_LAST_ERROR)
     return DeliveryMeta(
         event_id,
         event_type,
         event_time,
-        fields.get(H_PRODUCER_KEY),
+        key,
         source,
         attempts,
         due,
@@ -254,6 +268,34 @@ def read_delivery_headers(
         last_status,
         None if last_error is None else last_error.decode(errors="replace"),
     )
+
+
+def _unpacked(value: bytes | None) -> tuple[str, str, int, str, bytes | None]:
+    """The fields of a `delivery` header; BadDeliveryRecord when it is not one we wrote."""
+    try:
+        fields = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        raise BadDeliveryRecord(f"header {H_DELIVERY!r} is not JSON") from None
+    if type(fields) is not list or len(fields) != 5:
+        raise BadDeliveryRecord(f"header {H_DELIVERY!r} is not a list of 5 fields")
+    event_id, event_type, event_time, source, key = fields
+    if type(event_id) is not str or not event_id:
+        raise BadDeliveryRecord(f"header {H_DELIVERY!r}: no event id")
+    if type(event_type) is not str or not event_type:
+        raise BadDeliveryRecord(f"header {H_DELIVERY!r}: no event type")
+    if type(event_time) is not int or not 0 <= event_time <= _MAX_COUNT:
+        raise BadDeliveryRecord(f"header {H_DELIVERY!r}: the event time is not a count")
+    if type(source) is not str or (key is not None and type(key) is not str):
+        raise BadDeliveryRecord(f"header {H_DELIVERY!r}: a field is not text")
+    return event_id, event_type, event_time, source, None if key is None else key.encode("latin-1")
+
+
+def delivery_event_id(headers: Sequence[tuple[str, str | bytes | None]]) -> bytes:
+    """The event id of a delivery record's headers (either form), b"" when unreadable."""
+    try:
+        return read_delivery_headers(list(headers)).event_id.encode()
+    except BadDeliveryRecord:
+        return b""
 
 
 def _not_ours(pairs: Iterable[tuple[str, bytes | None]]) -> list[tuple[str, bytes | None]]:

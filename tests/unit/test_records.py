@@ -152,3 +152,55 @@ def test_only_a_valid_traceparent_and_its_tracestate_become_http_headers() -> No
     # A record that did not come through stage 1 is checked again: nothing malformed is sent.
     assert trace_headers((("traceparent", b"00-bad"), state)) == {}
     assert trace_headers((("tenant", b"x"),)) == {}
+
+
+def test_a_first_delivery_carries_its_fields_in_one_packed_header() -> None:
+    headers = delivery_headers("evt_1", "order.paid", 17, b"k", ("src", 4, 77))
+    assert [name for name, _ in headers] == ["delivery"]
+
+
+def test_any_producer_key_bytes_survive_the_packed_header() -> None:
+    key = bytes(range(256))
+    meta = read_delivery_headers(delivery_headers("e", "t", 1, key, ("s", 0, 0)))
+    assert meta.producer_key == key
+
+
+def test_the_one_header_per_field_form_is_still_read() -> None:
+    # Records written before the packed form, and retry records.
+    legacy = [
+        ("event-id", b"evt_9"),
+        ("event-type", b"order.paid"),
+        ("event-time-ms", b"42"),
+        ("source", b"src/1/2"),
+        ("producer-key", b"cust"),
+        ("attempt", b"2"),
+    ]
+    meta = read_delivery_headers(legacy)
+    assert (meta.event_id, meta.event_type, meta.event_time_ms) == ("evt_9", "order.paid", 42)
+    assert (meta.source, meta.producer_key, meta.attempts_made) == ("src/1/2", b"cust", 2)
+
+
+def test_carried_headers_follow_the_packed_one() -> None:
+    carried = (("traceparent", b"00-abc"), ("tenant", b"acme"))
+    meta = read_delivery_headers(delivery_headers("e", "t", 1, None, ("s", 0, 0), carried))
+    assert meta.carried == carried
+    assert meta.event_id == "e"
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        (b"not json", "not JSON"),
+        (b'{"a": 1}', "list of 5"),
+        (b'["e", "t", 1, "s"]', "list of 5"),
+        (b'["", "t", 1, "s", null]', "no event id"),
+        (b'["e", 7, 1, "s", null]', "no event type"),
+        (b'["e", "t", -1, "s", null]', "not a count"),
+        (b'["e", "t", "1", "s", null]', "not a count"),
+        (b'["e", "t", 1, "s", 5]', "not text"),
+        (None, "not JSON"),
+    ],
+)
+def test_a_malformed_packed_header_is_a_bad_record(value: bytes | None, says: str) -> None:
+    with pytest.raises(BadDeliveryRecord, match=says):
+        read_delivery_headers([("delivery", value)])
