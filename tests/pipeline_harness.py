@@ -7,8 +7,10 @@ import base64
 import contextlib
 import os
 import secrets
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
@@ -123,3 +125,17 @@ def committed_backlog(settings: Settings, topics: Sequence[tuple[str, int]]) -> 
         return backlog
     finally:
         consumer.close()
+
+
+def run_command(config: Path | str, *extra: str) -> list[str]:
+    """`dispatcher run` as its own process: one worker in that process unless `extra` says
+    otherwise (the default is one per core)."""
+    return [
+        sys.executable,
+        "-m",
+        "dispatcher",
+        "run",
+        "--config",
+        str(config),
+        *(extra or ("--workers", "1")),
+    ]

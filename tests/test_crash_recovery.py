@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from tests.pipeline_harness import (
     create_all_topics,
     endpoint,
     produce_events,
+    run_command,
 )
 
 EVENTS = 4_000
@@ -57,7 +57,7 @@ max_in_flight = {table["max_in_flight"]}
 def start_worker(config: Path, stderr: int = subprocess.PIPE) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     return subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", "run", "--config", str(config), "--workers", "1"],
+        run_command(config),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=stderr,

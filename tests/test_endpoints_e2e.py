@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from dispatcher.local_kafka import free_port
-from tests.pipeline_harness import build_settings, create_all_topics, produce_events
+from tests.pipeline_harness import build_settings, create_all_topics, produce_events, run_command
 from tests.scripted_receiver import ScriptedReceiver
 from tests.test_handover import write_config
 
@@ -29,7 +29,7 @@ WAIT_S = 60
 
 def start_worker(config: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", "run", "--config", str(config), "--workers", "1"],
+        run_command(config),
         env=env,
         stderr=subprocess.PIPE,
     )

@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -38,7 +37,7 @@ from dispatcher.model import Settings
 from dispatcher.receiver import Behaviour
 from dispatcher.receiver.thread import ReceiverThread
 from dispatcher.stats import WorkerStats
-from tests.pipeline_harness import create_all_topics, new_secret, produce_events
+from tests.pipeline_harness import create_all_topics, new_secret, produce_events, run_command
 from tests.test_deploy_dashboard import expressions
 
 EVENTS = 12
@@ -174,16 +173,7 @@ def observed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
         env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "dispatcher",
-                    "run",
-                    "--config",
-                    str(config),
-                    "--workers",
-                    "1",
-                ],
+                run_command(config),
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=log_file,

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from dispatcher import runner
+from tests.pipeline_harness import run_command
 from tests.test_cli import config_text, free_port
 
 READY_TIMEOUT_S = 60.0
@@ -47,15 +48,7 @@ def write_config(tmp_path: Path, bootstrap: str, name: Callable[[str], str], por
 def start(config: Path, *extra: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dispatcher",
-            "run",
-            "--config",
-            str(config),
-            *(extra or ("--workers", "1")),
-        ],
+        run_command(config, *extra),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
