@@ -173,9 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.description = (
         "Consume the source topics and <prefix>.deliveries, fan events out to subscribed"
-        " endpoints and deliver them. Stops cleanly on SIGTERM, SIGHUP or Ctrl-C. With"
-        " --workers N, a worker process that dies is restarted (growing back-off), and"
-        " worker i serves metrics on [metrics] port + i."
+        " endpoints and deliver them, one worker process per usable core unless --workers"
+        " says. Stops cleanly on SIGTERM, SIGHUP or Ctrl-C. With more than one worker, a"
+        " worker process that dies is restarted (growing back-off), and worker i serves"
+        " metrics on [metrics] port + i."
     )
     _config_arg(run)
     run.add_argument(
