@@ -183,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=None,
+        metavar="N",
         help="worker processes, one consumer group (default: the cores this process may use,"
         " its affinity mask and cgroup CPU quota, 1 per core)",
     )
