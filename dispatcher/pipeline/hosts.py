@@ -97,9 +97,9 @@ class HostSlots:
 
     async def acquire(self) -> Lease:
         """Take a slot (pair with `release`); waits while the host is at its limit."""
-        if self.in_flight < self._limit.limit and not self._waiters:
-            self.in_flight += 1
-            return self._lease()
+        lease = self.try_acquire()
+        if lease is not None:
+            return lease
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         self._arm()
