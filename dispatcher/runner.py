@@ -13,6 +13,7 @@ from collections.abc import Callable
 import uvloop
 
 from dispatcher.errors import ConfigError
+from dispatcher.gc_tuning import settle_long_lived
 from dispatcher.health import HealthState
 from dispatcher.kafka.clients import KafkaErrorReporter, process_reporter
 from dispatcher.metrics import serve_metrics
@@ -101,6 +102,7 @@ async def serve(settings: Settings, progress_every_s: float = 0.0, worker_index:
         "off" if metrics_server is None else f"port {metrics_server.port}",
         extra={"event": "start", "worker_index": worker_index},
     )
+    settled = asyncio.create_task(_settle_when_ready(worker))
     reporter = None
     if progress_every_s > 0:
         reporter = asyncio.create_task(_report_progress(worker.stats, progress_every_s, _writer()))
@@ -111,6 +113,7 @@ async def serve(settings: Settings, progress_every_s: float = 0.0, worker_index:
         return 1
     finally:
         heartbeat.cancel()
+        settled.cancel()
         if admin is not None:
             await admin.cleanup()
         if metrics_server is not None:
@@ -123,6 +126,13 @@ async def serve(settings: Settings, progress_every_s: float = 0.0, worker_index:
     if progress_every_s > 0:
         print(f"\ndispatcher: stopped. {progress_line(worker.stats, 0.0)}", file=sys.stderr)
     return 0
+
+
+async def _settle_when_ready(worker: Worker) -> None:
+    """Once the catalog is loaded, the long-lived heap is built: out of the GC's sight."""
+    await worker.catalog.ready.wait()
+    frozen = settle_long_lived()
+    log.debug("garbage collector: %d long-lived objects frozen", frozen)
 
 
 def _fatal_text(errors: KafkaErrorReporter) -> str | None:

@@ -49,6 +49,8 @@ _ATTEMPT_SUFFIX = re.compile(r" \(after \d+ms in state \w+\)$")
 _CONNECTIVITY_FACILITIES = frozenset({"FAIL", "ERROR", "REQTMOUT", "BGQUEUE"})
 # librdkafka's pattern in confluent-kafka's log callback: facility, client name, message.
 _LIBRDKAFKA_FORMAT = "%s [%s] %s"
+# librdkafka's local prefetch per consumer, in kB (see consumer_config).
+CONSUMER_QUEUE_KBYTES = 4096
 # A property name librdkafka does not know: set after the one being checked, its
 # "No such configuration property" error proves the property before it was accepted.
 _CHECK_SENTINEL = "dispatcher.config.check"
@@ -323,7 +325,11 @@ def consumer_config(
         "enable.auto.offset.store": False,
         "enable.auto.commit": False,
         "fetch.wait.max.ms": 50,
-        "queued.max.messages.kbytes": 32768,
+        # The prefetch bound. It is the resident set's largest part: with 32 MB a worker
+        # draining a 300k-event backlog (24 partitions) held 401 MB, with 4 MB 180-215 MB at
+        # the same drain rate; 1 MB cost a fifth of the rate (benchmarks/backlog_rss.py).
+        # A full queue is backpressure: librdkafka fetches again once it drains.
+        "queued.max.messages.kbytes": CONSUMER_QUEUE_KBYTES,
         # With the local queue full librdkafka waits this long before fetching again
         # (1 s by default), which left the lanes idle after every backpressure pause.
         "fetch.queue.backoff.ms": 20,
