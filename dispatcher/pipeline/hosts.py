@@ -38,10 +38,7 @@ from dispatcher.model import Endpoint
 # answer, and at least MIN_STALL_S (a busy stretch of our own loop is not a hang).
 STALL_FACTOR: Final = 2.0
 MIN_STALL_S: Final = 0.02
-PEAK_HALF_LIFE_S: Final = 2.0
-# Before the host's first answer there is no latency to judge by; connections are still
-# being opened and the loop is busy starting: only a request this old is a hang.
-UNANSWERED_STALL_S: Final = 0.25
+PEAK_HALF_LIFE_S: Final = 1.0
 
 Lease = int
 
@@ -78,8 +75,6 @@ class HostSlots:
 
     @property
     def stall_s(self) -> float:
-        if self._peak_at is None:
-            return UNANSWERED_STALL_S
         return max(MIN_STALL_S, STALL_FACTOR * self._peak_now(self._clock()))
 
     def _peak_now(self, now: float) -> float:

@@ -10,7 +10,6 @@ from dispatcher.pipeline.hosts import (
     MIN_STALL_S,
     PEAK_HALF_LIFE_S,
     STALL_FACTOR,
-    UNANSWERED_STALL_S,
     HostSlots,
     slots_by_endpoint,
 )
@@ -128,7 +127,7 @@ async def test_a_request_held_past_the_stall_time_gives_its_slot_to_a_waiter() -
 def test_only_answered_requests_teach_the_stall_time() -> None:
     clock = StepClock()
     slots = HostSlots(HostConcurrency(floor=4, ceiling=4), clock)
-    assert slots.stall_s == UNANSWERED_STALL_S  # starting up: only a long wait is a hang
+    assert slots.stall_s == MIN_STALL_S  # no answer yet
     for _ in range(200):
         slots._held[-1] = 0.0  # a lease as `acquire` makes it, without a loop
         slots.in_flight += 1
