@@ -134,12 +134,16 @@ def fast_producer(bootstrap: str) -> Producer:
 
 
 def paced_producer(bootstrap: str) -> Producer:
-    """Sends at once: the event timestamp is taken just before produce()."""
+    """Sends about at once: the event timestamp is taken just before produce(), and the
+    record waits at most 1 ms to share a request with the others of its pacing tick. With
+    no linger at all each event was a produce request of its own: at 4,500 events/s the
+    broker then took about 0.7 of a core on this 2-core machine, load a real producer
+    (librdkafka and Kafka's own client linger 5 ms by default) does not make."""
     return Producer(
         {
             "bootstrap.servers": bootstrap,
             "log_level": QUIET_LOG_LEVEL,
-            "linger.ms": 0,
+            "linger.ms": 1,
             "acks": "all",
         }
     )
