@@ -103,9 +103,10 @@ class HostSlots:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self._free(1)  # handed a slot it will not use
-            else:
+            elif waiter in self._waiters:
                 # Not left behind: a cancelled waiter at the head would keep later ones
-                # queued while slots are free (revocation cancels waits often).
+                # queued while slots are free (revocation cancels waits often). A release
+                # between the cancel and this handler may have passed over it already.
                 self._waiters.remove(waiter)
             raise
         lease = self._lease()

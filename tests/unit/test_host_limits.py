@@ -107,6 +107,23 @@ class StepClock:
         return self.now
 
 
+async def test_a_cancelled_waiter_a_release_passed_over_leaves_quietly() -> None:
+    # A revocation cancels a waiting request; a release runs before the cancelled task does
+    # and passes over its (cancelled) waiter. Its handler must not find it gone: that
+    # raised ValueError and stopped the worker (seen with 4 workers rebalancing).
+    slots = HostSlots(HostConcurrency(floor=1, ceiling=1), StepClock())
+    held = await slots.acquire()
+    waiting = asyncio.create_task(slots.acquire())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    waiting.cancel()  # its waiter future is cancelled at once; the task runs later
+    slots.release(held, 0.01)  # pops the cancelled waiter before the task's handler runs
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert slots.in_flight == 0
+    assert slots.try_acquire() is not None
+
+
 async def test_a_request_held_past_the_stall_time_gives_its_slot_to_a_waiter() -> None:
     clock = StepClock()
     slots = HostSlots(HostConcurrency(floor=1, ceiling=1), clock)
