@@ -27,8 +27,17 @@ class ConfigError(DispatcherError):
         self.path = path
         self.field = field  # dotted, with list indexes: "endpoints[2].url"; "" for the file
         self.problem = problem
-        where = f"{path}: {field}" if field else path
-        super().__init__(f"{where}: {problem}")
+        where = f"{path}: {_one_line(field)}" if field else path
+        super().__init__(f"{where}: {_one_line(problem)}")
+
+
+# Control characters as escapes: a field name comes from the user's input (an API body's
+# key may hold a newline) and the message must stay one line.
+_ESCAPES = {code: f"\\x{code:02x}" for code in [*range(32), 127]}
+
+
+def _one_line(text: str) -> str:
+    return text.translate(_ESCAPES)
 
 
 class DecodeError(DispatcherError):

@@ -435,3 +435,8 @@ def test_max_body_bytes_must_fit_what_the_producer_can_send() -> None:
     }
     assert parse_settings(raised, environ={}).delivery.max_body_bytes == 1_048_576
     assert parse_settings(base, environ={}).delivery.max_body_bytes == 983_040
+
+
+def test_a_config_error_stays_one_line_whatever_the_field_holds() -> None:
+    error = ConfigError("endpoint", "secrets[0].\n\x1b", "unknown field")
+    assert str(error) == "endpoint: secrets[0].\\x0a\\x1b: unknown field"
