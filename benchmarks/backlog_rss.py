@@ -21,7 +21,7 @@ from pathlib import Path
 from benchmarks import kafka_io
 from benchmarks.dispatcher_proc import RunningDispatcher, config_toml, create_topics
 from benchmarks.plan import Plan
-from benchmarks.procs import peak_rss_bytes
+from benchmarks.procs import peak_rss_bytes, status_bytes
 from benchmarks.sinks.nginx import NginxSink
 from benchmarks.workloads import Size, by_name
 
@@ -29,17 +29,6 @@ SAMPLE_EVERY_S = 5.0
 POLL_S = 0.5
 STALL_S = 30.0
 MB = 2**20
-
-
-def _rss_bytes(pid: int) -> int:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def drain(events: int, endpoints: int, client: list[str]) -> dict[str, object]:
@@ -83,7 +72,7 @@ def _run(
                 seen, last_change = now_seen, now
             if now - last_sample >= SAMPLE_EVERY_S:
                 last_sample = now
-                rss = _rss_bytes(disp.pid)
+                rss = status_bytes(disp.pid, "VmRSS")
                 timeline.append((round(time.time() - started, 1), seen, rss))
                 print(f"{time.time() - started:6.0f} s {seen:>9,} {rss / MB:6.0f} MB", flush=True)
             if not disp.alive():

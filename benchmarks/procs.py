@@ -70,12 +70,17 @@ def _cpu_seconds(fields: list[str]) -> float:
 
 
 def peak_rss_bytes(pid: int) -> int:
+    return status_bytes(pid, "VmHWM")
+
+
+def status_bytes(pid: int, field: str) -> int:
+    """A kB field of /proc/<pid>/status ("VmRSS", "VmHWM") in bytes; 0 when it is gone."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return 0
     for line in status.splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
     return 0
 
